@@ -1,0 +1,3 @@
+-- Why: reverses 0004_create_vectors (its indexes go with the table).
+
+drop table vectors;

@@ -1,0 +1,36 @@
+-- Why: retrieval. Chunks of resources, conversations and tool output with their 1536-d embeddings,
+-- an HNSW index for cosine similarity search, and a stored tsvector with a GIN index for the
+-- full-text leg of hybrid search. Tenant-scoped like the tables of 0003.
+
+create table vectors (
+  tenant_id       uuid not null references tenants (id) on delete cascade,
+  id              uuid not null default gen_random_uuid(),
+  conversation_id uuid,
+  resource_id     uuid,
+  tool_id         integer references tools (id) on delete cascade,
+  position        integer not null default 0 check (position >= 0),
+  content         text not null,
+  embedding       vector(1536) not null,
+  content_tsv     tsvector not null generated always as (to_tsvector('english', content)) stored,
+  created_at      timestamptz not null default now(),
+  primary key (tenant_id, id),
+  foreign key (tenant_id, conversation_id) references conversations (tenant_id, id) on delete cascade,
+  foreign key (tenant_id, resource_id) references resources (tenant_id, id) on delete cascade
+);
+comment on table vectors is 'Embedded chunks (the seed''s `order` is `position`). Rows never change: no updated_at.';
+comment on column vectors.content_tsv is 'to_tsvector(''english'', content), kept by PostgreSQL; the full-text leg of hybrid search.';
+
+-- Serves: similaritySearch / hybridSearch vector leg (`order by embedding <=> $1`).
+-- m = 16, ef_construction = 64 are pgvector's defaults, written down so a change is deliberate.
+create index vectors_embedding_hnsw_idx on vectors
+  using hnsw (embedding vector_cosine_ops) with (m = 16, ef_construction = 64);
+-- Serves: hybridSearch full-text leg (`content_tsv @@ websearch_to_tsquery(...)`).
+create index vectors_content_tsv_idx on vectors using gin (content_tsv);
+-- Serves: the conversationId filter and the cascade from conversations.
+create index vectors_tenant_conversation_idx on vectors (tenant_id, conversation_id)
+  where conversation_id is not null;
+-- Serves: a resource's chunks in order (resourceId filter), and the cascade from resources.
+create index vectors_tenant_resource_position_idx on vectors (tenant_id, resource_id, position)
+  where resource_id is not null;
+-- Serves: the toolId filter within a tenant.
+create index vectors_tenant_tool_idx on vectors (tenant_id, tool_id) where tool_id is not null;
