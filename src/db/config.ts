@@ -1,0 +1,89 @@
+import { ConfigError } from './errors.ts';
+
+/** Settings of a `pg` Pool; every field has a default (see {@link loadConfig}). */
+export interface PostgresConfig {
+  kind: 'postgres';
+  /** A `postgres://` URL. Unset: node-postgres reads PGHOST/PGPORT/PGDATABASE/PGUSER/PGPASSWORD. */
+  connectionString?: string | undefined;
+  /** Most connections the pool opens (DB_POOL_MAX; default 10, 4 in test mode). */
+  poolMax: number;
+  /** A connection idle this long is closed (DB_IDLE_TIMEOUT_MS; default 10,000). */
+  idleTimeoutMs: number;
+  /** Waiting for a connection, new or pooled, fails after this (DB_CONNECT_TIMEOUT_MS; default 5,000). */
+  connectTimeoutMs: number;
+  /** Server-side statement_timeout of every connection; 0 = none (DB_STATEMENT_TIMEOUT_MS; default 30,000). */
+  statementTimeoutMs: number;
+  /** application_name shown in pg_stat_activity (default `database`). */
+  applicationName: string;
+}
+
+/** Embedded PostgreSQL (PGlite with pgvector) in this process. */
+export interface PgliteConfig {
+  kind: 'pglite';
+  /** A directory (created when missing) or `memory://` (DB_STORAGE; default `.data/pglite`). */
+  storage: string;
+}
+
+export type DbConfig = PostgresConfig | PgliteConfig;
+
+type Env = Record<string, string | undefined>;
+
+const PG_ENV = ['PGHOST', 'PGPORT', 'PGDATABASE', 'PGUSER', 'PGPASSWORD'] as const;
+
+/** True when the process runs under a test runner (smaller pool). */
+export function isTestMode(env: Env = process.env): boolean {
+  return env.NODE_ENV === 'test' || env.VITEST !== undefined;
+}
+
+/**
+ * Reads the database configuration from the environment: a `pg` Pool when DATABASE_URL or any
+ * PG* variable is set, else embedded PGlite at DB_STORAGE (default `.data/pglite`).
+ *
+ * @example
+ * loadConfig({ DATABASE_URL: 'postgres://app@db/chat', DB_POOL_MAX: '20' })
+ * // { kind: 'postgres', connectionString: 'postgres://app@db/chat', poolMax: 20, ... }
+ */
+export function loadConfig(env: Env = process.env): DbConfig {
+  const url = nonEmpty(env.DATABASE_URL);
+  if (url !== undefined || PG_ENV.some((name) => nonEmpty(env[name]) !== undefined)) {
+    if (url !== undefined && !/^postgres(ql)?:\/\//.test(url)) {
+      throw new ConfigError('DATABASE_URL must start with postgres:// or postgresql://');
+    }
+    return postgresConfig({ connectionString: url }, env);
+  }
+  return { kind: 'pglite', storage: nonEmpty(env.DB_STORAGE) ?? '.data/pglite' };
+}
+
+/** A complete PostgresConfig: what is given, else the environment, else the defaults. */
+export function postgresConfig(given: Partial<Omit<PostgresConfig, 'kind'>>, env: Env = process.env): PostgresConfig {
+  const test = isTestMode(env);
+  return {
+    kind: 'postgres',
+    connectionString: given.connectionString,
+    poolMax: given.poolMax ?? intEnv(env, 'DB_POOL_MAX', test ? 4 : 10, 1),
+    idleTimeoutMs: given.idleTimeoutMs ?? intEnv(env, 'DB_IDLE_TIMEOUT_MS', 10_000, 0),
+    connectTimeoutMs: given.connectTimeoutMs ?? intEnv(env, 'DB_CONNECT_TIMEOUT_MS', 5_000, 0),
+    statementTimeoutMs: given.statementTimeoutMs ?? intEnv(env, 'DB_STATEMENT_TIMEOUT_MS', 30_000, 0),
+    applicationName: given.applicationName ?? 'database',
+  };
+}
+
+/** A non-negative integer from the environment, or the default; anything else is a ConfigError. */
+export function intEnv(env: Env, name: string, fallback: number, min: number): number {
+  const raw = nonEmpty(env[name]);
+  if (raw === undefined) return fallback;
+  if (!/^\d+$/.test(raw) || Number(raw) < min || !Number.isSafeInteger(Number(raw))) {
+    throw new ConfigError(`${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
+  }
+  return Number(raw);
+}
+
+/** True for `true`/`1`/`yes` (any case). */
+export function boolEnv(env: Env, name: string): boolean {
+  return /^(true|1|yes)$/i.test(env[name]?.trim() ?? '');
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  const trimmed = value?.trim();
+  return trimmed === undefined || trimmed === '' ? undefined : trimmed;
+}

@@ -1,0 +1,70 @@
+import { mkdirSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import { vector } from '@electric-sql/pglite-pgvector';
+import { Kysely, PGliteDialect, PostgresDialect, type Transaction } from 'kysely';
+import pg from 'pg';
+import { SnakeCamelPlugin } from './camel-case.ts';
+import { loadConfig, type DbConfig, type PostgresConfig } from './config.ts';
+import type { DB } from './schema.generated.ts';
+import { VectorPlugin } from './vector.ts';
+
+/** What every query function takes first: the database, or a transaction on it. */
+export type Executor = Kysely<DB>;
+/** A transaction, for the functions that are only correct inside one (e.g. under withTenant). */
+export type Tx = Transaction<DB>;
+
+/** Options of {@link createDb} beyond the connection settings. */
+export interface CreateDbOptions {
+  /**
+   * Called with errors of idle pooled connections (a server restart, a killed backend); such a
+   * connection is dropped from the pool and the next query opens a new one. Default: a warning
+   * on stderr. Without a handler, node-postgres would crash the process on such an error.
+   */
+  onPoolError?: (error: Error) => void;
+}
+
+const backends = new WeakMap<Kysely<any>, DbConfig>();
+
+/**
+ * Creates a `Kysely<DB>` with camelCase names and `number[]` vectors, over a `pg` Pool when the
+ * config (default: the environment, see {@link loadConfig}) names a server, else over embedded
+ * PGlite with pgvector. Nothing connects until the first query; `db.destroy()` closes it.
+ *
+ * @example
+ * const db = createDb({ kind: 'pglite', storage: 'memory://' });
+ */
+export function createDb(config: DbConfig = loadConfig(), options: CreateDbOptions = {}): Kysely<DB> {
+  const plugins = [new SnakeCamelPlugin(), new VectorPlugin()];
+  const db =
+    config.kind === 'postgres'
+      ? new Kysely<DB>({ dialect: new PostgresDialect({ pool: createPool(config, options) }), plugins })
+      : new Kysely<DB>({ dialect: new PGliteDialect({ pglite: () => openPglite(config.storage) }), plugins });
+  backends.set(db, config);
+  return db;
+}
+
+/** The config a database made by {@link createDb} was created with. */
+export function backendOf(db: Kysely<any>): DbConfig | undefined {
+  return backends.get(db);
+}
+
+function createPool(config: PostgresConfig, options: CreateDbOptions): pg.Pool {
+  const pool = new pg.Pool({
+    ...(config.connectionString === undefined ? {} : { connectionString: config.connectionString }),
+    max: config.poolMax,
+    idleTimeoutMillis: config.idleTimeoutMs,
+    connectionTimeoutMillis: config.connectTimeoutMs,
+    application_name: config.applicationName,
+    ...(config.statementTimeoutMs > 0 ? { statement_timeout: config.statementTimeoutMs } : {}),
+  });
+  const onError =
+    options.onPoolError ??
+    ((error: Error) => console.warn(`database: an idle pooled connection failed and was dropped: ${error.message}`));
+  pool.on('error', onError);
+  return pool;
+}
+
+async function openPglite(storage: string): Promise<PGlite> {
+  if (!storage.includes('://')) mkdirSync(storage, { recursive: true });
+  return PGlite.create(storage, { extensions: { vector } });
+}

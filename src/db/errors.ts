@@ -1,0 +1,70 @@
+/**
+ * Errors of the database package. Each is a small class with a stable `name` and the fields a
+ * caller needs to react; driver errors are never wrapped by query code (their SQLSTATE `code`
+ * passes through), only by the migrator and the seed, which add the file they were running.
+ */
+
+/** Bad parameters, refused before any SQL runs. `field` names the parameter. */
+export class ValidationError extends Error {
+  override readonly name = 'ValidationError';
+  readonly field: string;
+  constructor(field: string, message: string) {
+    super(`${field}: ${message}`);
+    this.field = field;
+  }
+}
+
+/** A tenant-scoped call was made without (or with a broken) tenant context. */
+export class TenantContextError extends Error {
+  override readonly name = 'TenantContextError';
+}
+
+/** `getX` found nothing: `entity` is what was looked for, `id` the key it was looked for by. */
+export class NotFoundError extends Error {
+  override readonly name = 'NotFoundError';
+  readonly entity: string;
+  readonly id: string;
+  constructor(entity: string, id: string | number) {
+    super(`${entity} ${String(id)} not found`);
+    this.entity = entity;
+    this.id = String(id);
+  }
+}
+
+/** The environment or a config object names an impossible setting. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/**
+ * A migration could not be applied or reverted, or the migration files disagree with the ledger.
+ * `file` is the migration file (relative to the project), `statement` the failing SQL statement
+ * and `line` its first line in that file, when a statement failed; `cause` is the driver error.
+ */
+export class MigrationError extends Error {
+  override readonly name = 'MigrationError';
+  readonly file: string | undefined;
+  readonly statement: string | undefined;
+  readonly line: number | undefined;
+  /** SQLSTATE of the driver error, when there is one. */
+  readonly code: string | undefined;
+  constructor(
+    message: string,
+    details: { file?: string; statement?: string; line?: number; cause?: unknown } = {},
+  ) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.file = details.file;
+    this.statement = details.statement;
+    this.line = details.line;
+    this.code = sqlState(details.cause);
+  }
+}
+
+/** The SQLSTATE `code` of a driver error (pg and PGlite both carry it), if any. */
+export function sqlState(error: unknown): string | undefined {
+  if (typeof error === 'object' && error !== null && 'code' in error) {
+    const code = (error as { code: unknown }).code;
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code;
+  }
+  return undefined;
+}
