@@ -65,7 +65,8 @@ async function openScratchDatabase(): Promise<{ db: Kysely<any>; close: () => Pr
     return { db, close: () => db.destroy() };
   }
   const name = `codegen_scratch_${process.pid}_${Date.now()}`;
-  const admin = createDb(postgresConfig({ connectionString: url, poolMax: 1 }));
+  // Without plugins: the camelCase plugin would rewrite the database name passed to sql.id().
+  const admin = createDb(postgresConfig({ connectionString: url, poolMax: 1 })).withoutPlugins();
   await sql`create database ${sql.id(name)}`.execute(admin);
   const scratchUrl = new URL(url);
   scratchUrl.pathname = `/${name}`;
