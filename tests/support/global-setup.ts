@@ -3,6 +3,7 @@
  *   TEST_DATABASE_URL set   → that server: a template database migrated once, cloned per test file;
  *   a Docker engine answers → a pgvector container (Testcontainers), used the same way;
  *   otherwise               → embedded PGlite, a fresh in-memory database per test file.
+ * TEST_BACKEND=pglite forces PGlite (CI's embedded run), whatever else is configured.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -14,13 +15,15 @@ import { migrate, readMigrationFiles } from '../../src/db/migrator.ts';
 import { withDatabase, type TestBackend } from './backend.ts';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const url = process.env.TEST_DATABASE_URL;
+  const forced = process.env.TEST_BACKEND ?? '';
+  if (!['', 'pglite'].includes(forced)) throw new Error(`TEST_BACKEND=${forced}: the only value is pglite`);
+  const url = forced === 'pglite' ? undefined : process.env.TEST_DATABASE_URL;
   if (url !== undefined && url !== '') {
     const template = await prepareTemplate(url);
     project.provide('testBackend', { kind: 'postgres', adminUrl: url, template, source: 'TEST_DATABASE_URL' });
     return async () => {};
   }
-  if (dockerReachable()) {
+  if (forced !== 'pglite' && dockerReachable()) {
     const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
     const container = await new PostgreSqlContainer('pgvector/pgvector:pg17').start();
     const adminUrl = container.getConnectionUri();
