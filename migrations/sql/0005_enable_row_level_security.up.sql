@@ -208,22 +208,22 @@ create policy agent_tools_delete on agent_tools for delete
                    and a.tenant_id = (select app.current_tenant_id())));
 
 -- Serves: authenticateApiKey(), which runs before any tenant is known. Takes the sha256 hex of
--- an API key and returns only (tenant_id, user_id) of an active user, nothing else. SECURITY
+-- an API key and returns only (tenant_id, user_id, role_id) of an active user, nothing else. SECURITY
 -- DEFINER runs it as its owner (the migrating role, which must be a superuser or BYPASSRLS to
 -- see past the forced RLS); the pinned search_path keeps a caller's objects out of it.
 create function app.resolve_api_key(key_hash text)
-  returns table (tenant_id uuid, user_id uuid)
+  returns table (tenant_id uuid, user_id uuid, role_id integer)
   language sql
   stable
   security definer
   set search_path = pg_catalog, pg_temp
 as $$
-  select u.tenant_id, u.id
+  select u.tenant_id, u.id, u.role_id
   from public.users u
   where u.api_key_hash = key_hash
     and u.status = 'active'
 $$;
 comment on function app.resolve_api_key(text) is
-  'API key (as sha256 hex) -> (tenant_id, user_id) of an active user; callable without tenant context.';
+  'API key (as sha256 hex) -> (tenant_id, user_id, role_id) of an active user; callable without tenant context.';
 revoke all on function app.resolve_api_key(text) from public;
 grant execute on function app.resolve_api_key(text) to app_user;

@@ -68,3 +68,19 @@ export function sqlState(error: unknown): string | undefined {
   }
   return undefined;
 }
+
+/** A charge was refused: it costs more than the user's remaining budget. Nothing was written. */
+export class BudgetExceededError extends Error {
+  override readonly name = 'BudgetExceededError';
+  readonly userId: string;
+  /** What the charge would cost (exact decimal text). */
+  readonly cost: string;
+  /** What the user has left (exact decimal text). */
+  readonly remaining: string;
+  constructor(userId: string, cost: string, remaining: string) {
+    super(`user ${userId} has ${remaining} left, the charge costs ${cost}`);
+    this.userId = userId;
+    this.cost = cost;
+    this.remaining = remaining;
+  }
+}

@@ -16,6 +16,20 @@ export function assertUuid(field: string, value: unknown): asserts value is stri
 }
 
 const checkedRoles = new WeakMap<Kysely<any>, Promise<void>>();
+const tenantOfTx = new WeakMap<Kysely<any>, string>();
+
+/**
+ * The tenant of a transaction opened by {@link withTenant}. Tenant-scoped query functions call it
+ * first, so that a call outside withTenant fails loudly instead of returning an empty result
+ * that looks like "no data".
+ */
+export function tenantOf(db: Kysely<any>): string {
+  const tenantId = tenantOfTx.get(db);
+  if (tenantId === undefined) {
+    throw new TenantContextError('this query is tenant-scoped: run it inside withTenant(db, tenantId, (tx) => ...) and pass tx');
+  }
+  return tenantId;
+}
 
 /**
  * Runs `fn` in one transaction as tenant `tenantId`: the transaction first switches to the
@@ -36,6 +50,7 @@ export async function withTenant<T>(db: Kysely<DB>, tenantId: string, fn: (tx: T
   return db.transaction().execute(async (tx) => {
     // One round trip: set_config('role', ..., true) is SET LOCAL ROLE.
     await sql`select set_config('role', 'app_user', true), set_config('app.tenant_id', ${tenantId}, true)`.execute(tx);
+    tenantOfTx.set(tx, tenantId.toLowerCase());
     return fn(tx);
   });
 }
