@@ -1,0 +1,112 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { sql, type Selectable } from 'kysely';
+import type { Executor } from '../db/create-db.ts';
+import { NotFoundError, ValidationError, sqlState } from '../db/errors.ts';
+import type { Users } from '../db/schema.generated.ts';
+import { tenantOf } from '../db/tenant.ts';
+import { assertInt, assertText, assertUuid, decimal } from './validate.ts';
+
+/** A user as the API returns it: never the API key or its hash. */
+export type User = Pick<
+  Selectable<Users>,
+  'id' | 'email' | 'firstName' | 'lastName' | 'status' | 'roleId' | 'budget' | 'remaining' | 'createdAt' | 'updatedAt'
+>;
+
+/** Who an API key belongs to. */
+export interface ApiKeyOwner {
+  tenantId: string;
+  userId: string;
+  roleId: number;
+}
+
+const USER_COLUMNS = [
+  'id', 'email', 'firstName', 'lastName', 'status', 'roleId', 'budget', 'remaining', 'createdAt', 'updatedAt',
+] as const;
+const API_KEY = /^sk_[A-Za-z0-9_-]{43}$/;
+
+/** The sha256 hex of an API key: what users.api_key_hash stores. */
+export function hashApiKey(apiKey: string): string {
+  return createHash('sha256').update(apiKey, 'utf8').digest('hex');
+}
+
+/** A new random API key (`sk_` + 32 random bytes, base64url). */
+export function generateApiKey(): string {
+  return `sk_${randomBytes(32).toString('base64url')}`;
+}
+
+/**
+ * Creates a user in the current tenant with a new API key. The key is returned once, here; only
+ * its hash is stored. `budget` (a decimal) also sets `remaining`; without it the user has no limit.
+ *
+ * @example
+ * const { user, apiKey } = await withTenant(db, tenantId, (tx) =>
+ *   createUser(tx, { email: 'ada@example.com', roleId: 3, budget: '25.00' }));
+ */
+export async function createUser(
+  db: Executor,
+  params: { email: string; firstName?: string; lastName?: string; roleId: number; budget?: string | number },
+): Promise<{ user: User; apiKey: string }> {
+  const tenantId = tenantOf(db);
+  const email = typeof params.email === 'string' ? params.email.trim().toLowerCase() : params.email;
+  assertText('email', email, 320);
+  if (!/^[^\s@]+@[^\s@]+$/.test(email)) throw new ValidationError('email', 'must look like name@domain');
+  if (params.firstName !== undefined) assertText('firstName', params.firstName, 200);
+  if (params.lastName !== undefined) assertText('lastName', params.lastName, 200);
+  assertInt('roleId', params.roleId, 1);
+  const budget = params.budget === undefined ? null : decimal('budget', params.budget);
+  const apiKey = generateApiKey();
+  try {
+    const user = await db
+      .insertInto('users')
+      .values({
+        tenantId,
+        email,
+        firstName: params.firstName ?? null,
+        lastName: params.lastName ?? null,
+        roleId: params.roleId,
+        apiKeyHash: hashApiKey(apiKey),
+        budget,
+        remaining: budget,
+      })
+      .returning(USER_COLUMNS)
+      .executeTakeFirstOrThrow();
+    return { user, apiKey };
+  } catch (error) {
+    const code = sqlState(error);
+    if (code === '23505') throw new ValidationError('email', `${email} already has a user in this tenant`);
+    if (code === '23503') throw new NotFoundError('role', params.roleId);
+    throw error;
+  }
+}
+
+/** The user with this id in the current tenant, or undefined. */
+export async function findUser(db: Executor, params: { userId: string }): Promise<User | undefined> {
+  const tenantId = tenantOf(db);
+  assertUuid('userId', params.userId);
+  return db
+    .selectFrom('users')
+    .select(USER_COLUMNS)
+    .where('tenantId', '=', tenantId)
+    .where('id', '=', params.userId)
+    .executeTakeFirst();
+}
+
+/** The user with this id in the current tenant; NotFoundError('user', id) otherwise. */
+export async function getUser(db: Executor, params: { userId: string }): Promise<User> {
+  const user = await findUser(db, params);
+  if (user === undefined) throw new NotFoundError('user', params.userId);
+  return user;
+}
+
+/**
+ * Who an API key belongs to (an active user), or undefined. Works before any tenant is known:
+ * it calls the SECURITY DEFINER function app.resolve_api_key with the key's hash, which returns
+ * only (tenant_id, user_id, role_id). Then open withTenant(db, owner.tenantId, ...).
+ */
+export async function authenticateApiKey(db: Executor, apiKey: string): Promise<ApiKeyOwner | undefined> {
+  if (typeof apiKey !== 'string') throw new ValidationError('apiKey', 'must be a string');
+  if (!API_KEY.test(apiKey)) return undefined; // not one of ours: no need to ask the database
+  const { rows } = await sql<ApiKeyOwner>`
+    select tenant_id, user_id, role_id from app.resolve_api_key(${hashApiKey(apiKey)})`.execute(db);
+  return rows[0];
+}
