@@ -37,7 +37,8 @@ comment on table users is 'Users of a tenant. api_key_hash is the sha256 hex of 
 comment on column users.remaining is 'What is left of budget; recordUsage decrements it with `where remaining >= cost`.';
 -- Serves: app.resolve_api_key(hash), which runs before any tenant is known.
 create index users_api_key_hash_idx on users (api_key_hash) where api_key_hash is not null;
--- Serves: users of a role within a tenant (admin console), and the restrict check on roles.
+-- Serves: users of a role within a tenant (admin console). Deleting a role (a rare owner
+-- operation, restricted) checks users without an index led by role_id: a scan, accepted.
 create index users_tenant_role_idx on users (tenant_id, role_id);
 
 create table agents (
@@ -86,8 +87,10 @@ create table user_agents (
   unique (tenant_id, user_id, agent_id)
 );
 comment on table user_agents is 'Agents shared with a user, with the user''s role on the agent.';
--- Serves: the cascade from agents, users an agent is shared with.
-create index user_agents_tenant_agent_idx on user_agents (tenant_id, agent_id);
+-- Serves: users an agent is shared with, and the cascade when an agent is deleted. Led by
+-- agent_id, not tenant_id: agent ids are unique across tenants, and a global agent is shared
+-- in every tenant, so the cascade's `where agent_id = $1` needs this column first.
+create index user_agents_agent_idx on user_agents (agent_id);
 
 create table user_tools (
   tenant_id  uuid not null references tenants (id) on delete cascade,
@@ -127,8 +130,9 @@ comment on column conversations.last_activity_at is 'Bumped by appendMessage; li
 -- (last_activity_at, id)).
 create index conversations_list_idx on conversations (tenant_id, user_id, last_activity_at desc, id desc)
   where not deleted;
--- Serves: conversations of an agent, and the set-null from agents.
-create index conversations_tenant_agent_idx on conversations (tenant_id, agent_id);
+-- Serves: conversations of an agent, and the set-null when an agent is deleted (led by agent_id:
+-- see user_agents_agent_idx).
+create index conversations_agent_idx on conversations (agent_id) where agent_id is not null;
 -- Serves: purgeDeletedConversations (deleted before a date).
 create index conversations_purge_idx on conversations (tenant_id, deleted_at) where deleted;
 
@@ -158,6 +162,9 @@ create index messages_parent_idx on messages (tenant_id, parent_id) where parent
 alter table conversations
   add foreign key (tenant_id, summary_message_id) references messages (tenant_id, id)
   on delete set null (summary_message_id);
+-- Serves: the set-null on conversations when a summary message is deleted.
+create index conversations_summary_message_idx on conversations (tenant_id, summary_message_id)
+  where summary_message_id is not null;
 
 create table resources (
   tenant_id  uuid not null references tenants (id) on delete cascade,
@@ -175,8 +182,9 @@ create table resources (
   foreign key (tenant_id, message_id) references messages (tenant_id, id) on delete set null (message_id)
 );
 comment on table resources is 'Documents and files attached to an agent or a message; their chunks live in vectors.';
--- Serves: resources of an agent, and the set-null from agents.
-create index resources_tenant_agent_idx on resources (tenant_id, agent_id);
+-- Serves: resources of an agent, and the set-null when an agent is deleted (led by agent_id:
+-- see user_agents_agent_idx).
+create index resources_agent_idx on resources (agent_id) where agent_id is not null;
 -- Serves: resources of a message, and the set-null from messages.
 create index resources_tenant_message_idx on resources (tenant_id, message_id) where message_id is not null;
 
@@ -207,6 +215,12 @@ create index usage_tenant_user_created_idx on usage (tenant_id, user_id, created
 create index usage_tenant_model_created_idx on usage (tenant_id, model_id, created_at);
 -- Serves: costSummary over a period for the whole tenant.
 create index usage_tenant_created_idx on usage (tenant_id, created_at);
+-- Serves: costSummary by agent, and the set-null when an agent is deleted (led by agent_id: see
+-- user_agents_agent_idx). Deleting a model (restricted, a rare owner operation) is served by
+-- usage_tenant_model_created_idx only through a scan, accepted.
+create index usage_agent_idx on usage (agent_id) where agent_id is not null;
+-- Serves: the set-null on usage when a message is deleted (also through a conversation purge).
+create index usage_tenant_message_idx on usage (tenant_id, message_id) where message_id is not null;
 
 create trigger tenants_set_updated_at before update on tenants
   for each row execute function app.set_updated_at();

@@ -107,6 +107,8 @@ export async function authenticateApiKey(db: Executor, apiKey: string): Promise<
   if (typeof apiKey !== 'string') throw new ValidationError('apiKey', 'must be a string');
   if (!API_KEY.test(apiKey)) return undefined; // not one of ours: no need to ask the database
   const { rows } = await sql<ApiKeyOwner>`
-    select tenant_id, user_id, role_id from app.resolve_api_key(${hashApiKey(apiKey)})`.execute(db);
-  return rows[0];
+    select tenant_id, user_id, role_id from app.resolve_api_key(${hashApiKey(apiKey)}) limit 2`.execute(db);
+  // Hashes are unique per tenant only (a global unique index would not fit a table distributed by
+  // tenant). Two owners of one key cannot happen with generated keys; if it ever does, trust neither.
+  return rows.length === 1 ? rows[0] : undefined;
 }
