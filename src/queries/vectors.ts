@@ -1,0 +1,241 @@
+import { sql, type RawBuilder } from 'kysely';
+import type { Executor } from '../db/create-db.ts';
+import { NotFoundError, ValidationError, sqlState } from '../db/errors.ts';
+import { tenantOf } from '../db/tenant.ts';
+import { toVectorSql } from '../db/vector.ts';
+import { assertInt, assertText, assertUuid } from './validate.ts';
+
+/** Dimensions of vectors.embedding (`vector(1536)`). */
+export const EMBEDDING_DIMENSIONS = 1536;
+/** Reciprocal-rank-fusion constant of hybridSearch: score = Σ 1 / (RRF_K + rank). */
+export const RRF_K = 60;
+/**
+ * hnsw.ef_search used by the searches (pgvector's default is 40): the size of the candidate
+ * list per index scan step. Higher is better recall and slower; see bench/ for the trade-off.
+ */
+export const DEFAULT_EF_SEARCH = 100;
+
+const MAX_CHUNKS_PER_STATEMENT = 500;
+const MAX_K = 1000;
+
+/** Where chunks come from; every search can be narrowed by the same fields. */
+export interface ChunkSource {
+  resourceId?: string;
+  conversationId?: string;
+  toolId?: number;
+}
+
+/** A chunk to store: its text, its embedding, and its position in the source (default: its index). */
+export interface NewChunk {
+  content: string;
+  embedding: number[];
+  position?: number;
+}
+
+/** A row of similaritySearch, most similar first. */
+export interface SimilarChunk {
+  id: string;
+  content: string;
+  /** 1 - cosine distance: 1 is the same direction, 0 orthogonal. */
+  similarity: number;
+  resourceId: string | null;
+  conversationId: string | null;
+  toolId: number | null;
+  position: number;
+}
+
+/** A row of hybridSearch, best fused score first. */
+export interface HybridChunk extends Omit<SimilarChunk, 'similarity'> {
+  /** Reciprocal rank fusion: 1/(60 + vectorRank) + 1/(60 + textRank), a missing leg adding 0. */
+  score: number;
+  /** Rank (1 = best) in the vector leg, or null when only the full-text leg found it. */
+  vectorRank: number | null;
+  /** Rank (1 = best) in the full-text leg, or null when only the vector leg found it. */
+  textRank: number | null;
+}
+
+/**
+ * Stores chunks of a resource, conversation or tool output with their embeddings, in the current
+ * tenant. Everything is validated before any SQL; the insert is one statement per 500 chunks and
+ * all-or-nothing for the call (a savepoint covers several statements).
+ *
+ * @example
+ * await withTenant(db, tenantId, (tx) => addChunks(tx, { resourceId, chunks: [{ content, embedding }] }));
+ */
+export async function addChunks(
+  db: Executor,
+  params: ChunkSource & { chunks: NewChunk[] },
+): Promise<{ inserted: number }> {
+  const tenantId = tenantOf(db);
+  assertSource(params);
+  if (!Array.isArray(params.chunks)) throw new ValidationError('chunks', 'must be an array');
+  params.chunks.forEach((chunk, index) => {
+    if (typeof chunk !== 'object' || chunk === null) throw new ValidationError(`chunks[${index}]`, 'must be an object');
+    assertText(`chunks[${index}].content`, chunk.content, 1_000_000);
+    assertEmbedding(`chunks[${index}].embedding`, chunk.embedding);
+    if (chunk.position !== undefined) assertInt(`chunks[${index}].position`, chunk.position, 0);
+  });
+  if (params.chunks.length === 0) return { inserted: 0 };
+
+  const batches: NewChunk[][] = [];
+  for (let i = 0; i < params.chunks.length; i += MAX_CHUNKS_PER_STATEMENT) {
+    batches.push(params.chunks.slice(i, i + MAX_CHUNKS_PER_STATEMENT));
+  }
+  const atomic = batches.length > 1;
+  if (atomic) await sql`savepoint add_chunks`.execute(db);
+  try {
+    let inserted = 0;
+    let offset = 0;
+    for (const batch of batches) {
+      const positions = batch.map((c, i) => c.position ?? offset + i);
+      const result = await sql`
+        insert into vectors (tenant_id, resource_id, conversation_id, tool_id, position, content, embedding)
+        select ${tenantId}, ${params.resourceId ?? null}, ${params.conversationId ?? null}, ${params.toolId ?? null},
+               c.position, c.content, c.embedding::vector
+        from unnest(${positions}::int[], ${batch.map((c) => c.content)}::text[], ${batch.map((c) => toVectorSql(c.embedding))}::text[])
+             as c(position, content, embedding)`.execute(db);
+      inserted += Number(result.numAffectedRows ?? 0n);
+      offset += batch.length;
+    }
+    if (atomic) await sql`release savepoint add_chunks`.execute(db);
+    return { inserted };
+  } catch (error) {
+    if (atomic) await sql`rollback to savepoint add_chunks`.execute(db).catch(() => {});
+    throw mapSourceError(error, params);
+  }
+}
+
+/**
+ * The k chunks of the current tenant nearest to `embedding` by cosine distance (HNSW index),
+ * optionally narrowed to a resource, conversation or tool and cut at `threshold` similarity.
+ * Returns k rows whenever k matching rows are visible, however small the tenant's share of the
+ * index: pgvector's iterative index scan keeps scanning past rows that RLS or the filters drop.
+ *
+ * @example
+ * const hits = await withTenant(db, tenantId, (tx) => similaritySearch(tx, { embedding, k: 5, threshold: 0.75 }));
+ */
+export async function similaritySearch(
+  db: Executor,
+  params: ChunkSource & { embedding: number[]; k?: number; threshold?: number },
+): Promise<SimilarChunk[]> {
+  const tenantId = tenantOf(db);
+  assertEmbedding('embedding', params.embedding);
+  assertSource(params);
+  const k = topK(params.k);
+  if (params.threshold !== undefined && (typeof params.threshold !== 'number' || !(params.threshold >= -1 && params.threshold <= 1))) {
+    throw new ValidationError('threshold', 'must be a number between -1 and 1');
+  }
+  await useIterativeIndexScan(db);
+  const query = toVectorSql(params.embedding);
+  // relaxed_order may return the k rows slightly out of order: the outer query sorts them.
+  const { rows } = await sql<Omit<SimilarChunk, 'similarity'> & { distance: number }>`
+    with nearest as materialized (
+      select id, content, resource_id, conversation_id, tool_id, position, embedding <=> ${query}::vector as distance
+      from vectors
+      where tenant_id = ${tenantId} ${sourceFilter(params)}
+      order by distance
+      limit ${k}
+    )
+    select id, content, resource_id, conversation_id, tool_id, position, distance
+    from nearest
+    ${params.threshold === undefined ? sql`` : sql`where 1 - distance >= ${params.threshold}`}
+    order by distance, id`.execute(db);
+  return rows.map(({ distance, ...row }) => ({ ...row, similarity: 1 - Number(distance) }));
+}
+
+/**
+ * The k best chunks of the current tenant for a question, fusing a vector leg (cosine distance)
+ * and a full-text leg (`websearch_to_tsquery('english', query)` over the stored tsvector) by
+ * reciprocal rank fusion (k = 60), in one statement. Each leg over-fetches (4k rows, at least 40);
+ * a chunk found by one leg only still ranks, and vectorRank/textRank say where it came from.
+ */
+export async function hybridSearch(
+  db: Executor,
+  params: ChunkSource & { query: string; embedding: number[]; k?: number },
+): Promise<HybridChunk[]> {
+  const tenantId = tenantOf(db);
+  assertText('query', params.query, 10_000);
+  assertEmbedding('embedding', params.embedding);
+  assertSource(params);
+  const k = topK(params.k);
+  const legSize = Math.max(4 * k, 40);
+  await useIterativeIndexScan(db);
+  const vector = toVectorSql(params.embedding);
+  const filter = sourceFilter(params);
+  const { rows } = await sql<Omit<HybridChunk, 'score'> & { score: string | number }>`
+    with vector_leg as materialized (
+      select id, embedding <=> ${vector}::vector as distance
+      from vectors
+      where tenant_id = ${tenantId} ${filter}
+      order by distance
+      limit ${legSize}
+    ),
+    vector_ranked as (
+      select id, row_number() over (order by distance, id) as rank from vector_leg
+    ),
+    text_leg as (
+      select v.id, row_number() over (order by ts_rank_cd(v.content_tsv, q.query) desc, v.id) as rank
+      from vectors v, websearch_to_tsquery('english', ${params.query}) as q(query)
+      where v.tenant_id = ${tenantId} ${sourceFilter(params, sql`v.`)} and v.content_tsv @@ q.query
+      order by ts_rank_cd(v.content_tsv, q.query) desc, v.id
+      limit ${legSize}
+    ),
+    fused as (
+      select coalesce(vr.id, tl.id) as id, vr.rank as vector_rank, tl.rank as text_rank,
+             coalesce(1.0 / (${RRF_K} + vr.rank), 0) + coalesce(1.0 / (${RRF_K} + tl.rank), 0) as score
+      from vector_ranked vr full outer join text_leg tl on tl.id = vr.id
+    )
+    select v.id, v.content, v.resource_id, v.conversation_id, v.tool_id, v.position,
+           f.score, f.vector_rank::int as vector_rank, f.text_rank::int as text_rank
+    from fused f
+    join vectors v on v.tenant_id = ${tenantId} and v.id = f.id
+    order by f.score desc, v.id
+    limit ${k}`.execute(db);
+  return rows.map((row) => ({ ...row, score: Number(row.score) }));
+}
+
+/** Transaction-local pgvector settings for a filtered HNSW search (one round trip). */
+async function useIterativeIndexScan(db: Executor): Promise<void> {
+  await sql`select set_config('hnsw.iterative_scan', 'relaxed_order', true),
+                   set_config('hnsw.ef_search', ${String(DEFAULT_EF_SEARCH)}, true)`.execute(db);
+}
+
+function sourceFilter(params: ChunkSource, alias: RawBuilder<unknown> = sql``): RawBuilder<unknown> {
+  const parts: RawBuilder<unknown>[] = [];
+  if (params.resourceId !== undefined) parts.push(sql`and ${alias}resource_id = ${params.resourceId}`);
+  if (params.conversationId !== undefined) parts.push(sql`and ${alias}conversation_id = ${params.conversationId}`);
+  if (params.toolId !== undefined) parts.push(sql`and ${alias}tool_id = ${params.toolId}`);
+  return sql.join(parts, sql` `);
+}
+
+function assertSource(params: ChunkSource): void {
+  if (params.resourceId !== undefined) assertUuid('resourceId', params.resourceId);
+  if (params.conversationId !== undefined) assertUuid('conversationId', params.conversationId);
+  if (params.toolId !== undefined) assertInt('toolId', params.toolId, 1);
+}
+
+function assertEmbedding(field: string, embedding: unknown): asserts embedding is number[] {
+  if (!Array.isArray(embedding)) throw new ValidationError(field, `must be an array of ${EMBEDDING_DIMENSIONS} numbers`);
+  if (embedding.length !== EMBEDDING_DIMENSIONS) {
+    throw new ValidationError(field, `must have ${EMBEDDING_DIMENSIONS} dimensions, got ${embedding.length}`);
+  }
+  const bad = embedding.findIndex((x) => typeof x !== 'number' || !Number.isFinite(x));
+  if (bad >= 0) throw new ValidationError(field, `[${bad}] must be a finite number, got ${String(embedding[bad])}`);
+}
+
+function topK(k: unknown): number {
+  if (k === undefined) return 10;
+  assertInt('k', k, 1);
+  if (k > MAX_K) throw new ValidationError('k', `must be at most ${MAX_K}, got ${k}`);
+  return k;
+}
+
+/** A foreign-key failure of addChunks means the source does not exist in this tenant. */
+function mapSourceError(error: unknown, params: ChunkSource): unknown {
+  if (sqlState(error) !== '23503') return error;
+  const constraint = (error as { constraint?: string }).constraint ?? '';
+  if (constraint.includes('resource') && params.resourceId !== undefined) return new NotFoundError('resource', params.resourceId);
+  if (constraint.includes('conversation') && params.conversationId !== undefined) return new NotFoundError('conversation', params.conversationId);
+  if (constraint.includes('tool') && params.toolId !== undefined) return new NotFoundError('tool', params.toolId);
+  return error;
+}
