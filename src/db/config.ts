@@ -13,6 +13,9 @@ export interface PostgresConfig {
   connectTimeoutMs: number;
   /** Server-side statement_timeout of every connection; 0 = none (DB_STATEMENT_TIMEOUT_MS; default 30,000). */
   statementTimeoutMs: number;
+  /** Server-side idle_in_transaction_session_timeout: a transaction left idle this long is ended
+   *  by the server, releasing its locks; 0 = none (DB_IDLE_IN_TRANSACTION_TIMEOUT_MS; default 60,000). */
+  idleInTransactionTimeoutMs: number;
   /** application_name shown in pg_stat_activity (default `database`). */
   applicationName: string;
 }
@@ -64,6 +67,8 @@ export function postgresConfig(given: Partial<Omit<PostgresConfig, 'kind'>>, env
     idleTimeoutMs: given.idleTimeoutMs ?? intEnv(env, 'DB_IDLE_TIMEOUT_MS', 10_000, 0),
     connectTimeoutMs: given.connectTimeoutMs ?? intEnv(env, 'DB_CONNECT_TIMEOUT_MS', 5_000, 0),
     statementTimeoutMs: given.statementTimeoutMs ?? intEnv(env, 'DB_STATEMENT_TIMEOUT_MS', 30_000, 0),
+    idleInTransactionTimeoutMs:
+      given.idleInTransactionTimeoutMs ?? intEnv(env, 'DB_IDLE_IN_TRANSACTION_TIMEOUT_MS', 60_000, 0),
     applicationName: given.applicationName ?? 'database',
   };
 }

@@ -56,11 +56,22 @@ function createPool(config: PostgresConfig, options: CreateDbOptions): pg.Pool {
     connectionTimeoutMillis: config.connectTimeoutMs,
     application_name: config.applicationName,
     ...(config.statementTimeoutMs > 0 ? { statement_timeout: config.statementTimeoutMs } : {}),
+    ...(config.idleInTransactionTimeoutMs > 0
+      ? { idle_in_transaction_session_timeout: config.idleInTransactionTimeoutMs }
+      : {}),
   });
   const onError =
     options.onPoolError ??
     ((error: Error) => console.warn(`database: an idle pooled connection failed and was dropped: ${error.message}`));
+  // Idle clients: pg-pool forwards their errors here and drops them.
   pool.on('error', onError);
+  // Checked-out clients: pg-pool listens only while a client is idle, so a connection killed
+  // between two queries of a transaction (pg_terminate_backend, a server restart) would emit
+  // 'error' with no listener and crash the process. With this listener the client is marked
+  // unusable, the next query on it rejects, and pg-pool discards it on release.
+  pool.on('connect', (client) => {
+    client.on('error', onError);
+  });
   return pool;
 }
 

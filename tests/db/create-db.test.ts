@@ -96,6 +96,7 @@ describe('loadConfig', () => {
       idleTimeoutMs: 10_000,
       connectTimeoutMs: 5_000,
       statementTimeoutMs: 0,
+      idleInTransactionTimeoutMs: 60_000,
       applicationName: 'database',
     });
     expect(loadConfig({ PGHOST: '/var/run/postgresql' })).toMatchObject({ kind: 'postgres', connectionString: undefined });
