@@ -1,0 +1,471 @@
+import { sql, type Selectable } from 'kysely';
+import type { Executor, Tx } from '../db/create-db.ts';
+import { BudgetExceededError, NotFoundError, ValidationError } from '../db/errors.ts';
+import type { Usage } from '../db/schema.generated.ts';
+import { tenantOf } from '../db/tenant.ts';
+import { assertInt, assertText, assertUuid } from './validate.ts';
+
+/** The largest value of an SQL `integer` (token counts and catalog ids are `integer` columns). */
+const MAX_INT4 = 2_147_483_647;
+/** Longest usage `type` accepted ('chat', 'embedding', 'title', ...). */
+const MAX_TYPE_LENGTH = 100;
+/** Longest idempotency key (the column's check: `length between 1 and 200`). */
+const MAX_IDEMPOTENCY_KEY_LENGTH = 200;
+/** Attempts of recordUsage when a conflicting idempotency key vanished before it could be read. */
+const MAX_ATTEMPTS = 3;
+
+/** A row of `usage`: one charged model call, its tokens and exact cost (decimal text). */
+export type UsageRow = Pick<
+  Selectable<Usage>,
+  | 'id'
+  | 'userId'
+  | 'modelId'
+  | 'agentId'
+  | 'messageId'
+  | 'type'
+  | 'inputTokens'
+  | 'outputTokens'
+  | 'cacheReadTokens'
+  | 'cacheWriteTokens'
+  | 'cost'
+  | 'idempotencyKey'
+  | 'createdAt'
+>;
+
+const USAGE_COLUMNS = [
+  'id',
+  'userId',
+  'modelId',
+  'agentId',
+  'messageId',
+  'type',
+  'inputTokens',
+  'outputTokens',
+  'cacheReadTokens',
+  'cacheWriteTokens',
+  'cost',
+  'idempotencyKey',
+  'createdAt',
+] as const satisfies readonly (keyof UsageRow)[];
+
+/** What recordUsage charges: a model call of a user, with its token counts. */
+export interface RecordUsageParams {
+  userId: string;
+  /** A model of the catalog; its per-1k prices at the time of the call give the cost. */
+  modelId: number;
+  /** What the call was ('chat', 'embedding', 'title', ...): non-empty text. */
+  type: string;
+  inputTokens: number;
+  outputTokens: number;
+  cacheReadTokens?: number;
+  cacheWriteTokens?: number;
+  agentId?: string | null;
+  messageId?: string | null;
+  /**
+   * Charge once per key and tenant: a repeat returns the first usage row as it is (even when the
+   * repeat's other fields differ) and charges nothing, also when the budget no longer covers it.
+   */
+  idempotencyKey?: string | null;
+}
+
+/** The bucket size of costSummary. `week` buckets start on Monday (ISO weeks), all in UTC. */
+export type CostPeriod = 'day' | 'week' | 'month';
+/** The optional second grouping of costSummary. */
+export type CostGrouping = 'model' | 'user' | 'agent';
+
+/** Parameters of costSummary: usage with `from <= created_at < to`, bucketed by `groupBy`. */
+export interface CostSummaryParams {
+  from: Date;
+  to: Date;
+  groupBy: CostPeriod;
+  by?: CostGrouping;
+}
+
+/** One bucket of costSummary. */
+export interface CostSummaryRow {
+  /** Start of the bucket (UTC midnight of the day, of the ISO week's Monday, of the month's 1st). */
+  period: Date;
+  /** The model id (number), user id or agent id (string; null for calls without an agent); absent without `by`. */
+  key?: string | number | null;
+  /** Exact sum of the costs, decimal text without trailing zeros ('0.012207'). */
+  cost: string;
+  inputTokens: number;
+  outputTokens: number;
+  /** Number of usage rows (charged calls) in the bucket. */
+  calls: number;
+}
+
+/** A user's budget and what is left of it, as exact decimal text; null means no limit. */
+export interface UserBudget {
+  budget: string | null;
+  remaining: string | null;
+}
+
+/**
+ * Charges a model call to a user in the current tenant: inserts the usage row, with its cost
+ * computed in SQL from the model's numeric per-1k prices, and takes that cost off the user's
+ * `remaining` budget in the same statement (no decrement when the user has no budget). Not enough
+ * budget → BudgetExceededError and nothing written, even when the caller catches it and goes on in
+ * the same transaction. A repeated idempotencyKey returns the first row and charges nothing, also
+ * when the two calls race. One round trip; two on a repeated key or a refusal.
+ *
+ * Concurrency: the statement locks the user's row (`for no key update`, only when the user has a
+ * budget) before it inserts, and holds the lock until the caller's transaction ends, so charges of
+ * one budgeted user are serialized and each sees the remaining budget the previous one left.
+ *
+ * @example
+ * const usage = await withTenant(db, tenantId, (tx) =>
+ *   recordUsage(tx, { userId, modelId, type: 'chat', inputTokens: 1234, outputTokens: 567, idempotencyKey: requestId }));
+ * usage.cost; // '0.012207' at 0.003 / 0.015 per 1k tokens
+ */
+export async function recordUsage(db: Tx, params: RecordUsageParams): Promise<UsageRow> {
+  const tenantId = tenantOf(db);
+  const call = validateRecordUsage(params);
+  for (let attempt = 1; ; attempt++) {
+    const outcome = await chargeOnce(db, tenantId, call);
+    if (outcome.modelFound !== true) throw new NotFoundError('model', call.modelId);
+    if (outcome.userFound !== true) throw new NotFoundError('user', call.userId);
+    if (outcome.agentFound !== true) throw new NotFoundError('agent', call.agentId ?? '');
+    if (outcome.messageFound !== true) throw new NotFoundError('message', call.messageId ?? '');
+    if (outcome.inserted !== null) return outcome.inserted;
+    // Nothing inserted: the key was used before (the conflict, or a repeat the budget no longer
+    // covers) or the budget is short. A new statement sees rows committed since the first began.
+    if (call.idempotencyKey !== null) {
+      const existing = await db
+        .selectFrom('usage')
+        .select(USAGE_COLUMNS)
+        .where('tenantId', '=', tenantId)
+        .where('idempotencyKey', '=', call.idempotencyKey)
+        .executeTakeFirst();
+      if (existing !== undefined) return existing;
+    }
+    if (outcome.budgetShort) {
+      throw new BudgetExceededError(call.userId, outcome.cost ?? '', outcome.remaining ?? '');
+    }
+    // A conflicting row that was deleted before we could read it: charge again.
+    if (attempt >= MAX_ATTEMPTS) {
+      throw new Error(`recordUsage: idempotency key ${JSON.stringify(call.idempotencyKey)} conflicted ${attempt} times but its row cannot be read`);
+    }
+  }
+}
+
+/**
+ * Cost, tokens and calls of the current tenant's usage per UTC day, ISO week or month, and
+ * optionally per model, user or agent; sums are exact, in SQL.
+ *
+ * @example
+ * const perModel = await withTenant(db, tenantId, (tx) =>
+ *   costSummary(tx, { from: new Date('2025-01-01'), to: new Date('2025-02-01'), groupBy: 'day', by: 'model' }));
+ * // [{ period: 2025-01-01T00:00:00.000Z, key: 3, cost: '1.25', inputTokens: 120000, outputTokens: 8000, calls: 42 }, ...]
+ */
+export async function costSummary(db: Executor, params: CostSummaryParams): Promise<CostSummaryRow[]> {
+  const tenantId = tenantOf(db);
+  const { from, to, groupBy, by } = validateCostSummary(params);
+  // groupBy is one of three words (checked above): a literal, so that the select list and the
+  // GROUP BY hold the same expression.
+  const period = sql<Date>`date_trunc(${sql.lit(groupBy)}, ${sql.ref('usage.createdAt')} at time zone 'UTC') at time zone 'UTC'`;
+  const key = by === undefined ? undefined : sql.ref(KEY_COLUMNS[by]);
+  const rows = await db
+    .selectFrom('usage')
+    .select([
+      period.as('period'),
+      sql<string>`trim_scale(sum(${sql.ref('usage.cost')}))`.as('cost'),
+      // pg returns int8 as text and PGlite as number: Number() below makes both a number.
+      sql<string | number>`sum(${sql.ref('usage.inputTokens')})`.as('inputTokens'),
+      sql<string | number>`sum(${sql.ref('usage.outputTokens')})`.as('outputTokens'),
+      sql<string | number>`count(*)`.as('calls'),
+    ])
+    .$if(key !== undefined, (qb) => qb.select(sql<string | number | null>`${key}`.as('key')))
+    .where('usage.tenantId', '=', tenantId)
+    .where('usage.createdAt', '>=', from)
+    .where('usage.createdAt', '<', to)
+    .groupBy(key === undefined ? [period] : [period, key])
+    .orderBy(sql`1`)
+    .$if(key !== undefined, (qb) => qb.orderBy(sql`${key}`))
+    .execute();
+  return rows.map((row) => ({
+    period: row.period,
+    ...(key === undefined ? {} : { key: row.key ?? null }),
+    cost: row.cost,
+    inputTokens: Number(row.inputTokens),
+    outputTokens: Number(row.outputTokens),
+    calls: Number(row.calls),
+  }));
+}
+
+/** A user's budget and remaining budget (exact decimal text, null = unlimited); NotFoundError('user') when not in this tenant. */
+export async function getUserBudget(db: Executor, params: { userId: string }): Promise<UserBudget> {
+  const tenantId = tenantOf(db);
+  assertUuid('userId', params.userId);
+  const row = await db
+    .selectFrom('users')
+    .select([sql<string | null>`trim_scale(budget)`.as('budget'), sql<string | null>`trim_scale(remaining)`.as('remaining')])
+    .where('tenantId', '=', tenantId)
+    .where('id', '=', params.userId)
+    .executeTakeFirst();
+  if (row === undefined) throw new NotFoundError('user', params.userId);
+  return row;
+}
+
+const KEY_COLUMNS = { model: 'usage.modelId', user: 'usage.userId', agent: 'usage.agentId' } as const;
+
+interface ValidCall {
+  userId: string;
+  modelId: number;
+  type: string;
+  inputTokens: number;
+  outputTokens: number;
+  cacheReadTokens: number;
+  cacheWriteTokens: number;
+  agentId: string | null;
+  messageId: string | null;
+  idempotencyKey: string | null;
+}
+
+function validateRecordUsage(params: RecordUsageParams): ValidCall {
+  if (typeof params !== 'object' || params === null) throw new ValidationError('params', 'must be an object');
+  assertUuid('userId', params.userId);
+  assertInt4('modelId', params.modelId, 1);
+  assertText('type', params.type, MAX_TYPE_LENGTH);
+  const cacheReadTokens = params.cacheReadTokens ?? 0;
+  const cacheWriteTokens = params.cacheWriteTokens ?? 0;
+  assertInt4('inputTokens', params.inputTokens, 0);
+  assertInt4('outputTokens', params.outputTokens, 0);
+  assertInt4('cacheReadTokens', cacheReadTokens, 0);
+  assertInt4('cacheWriteTokens', cacheWriteTokens, 0);
+  const agentId = params.agentId ?? null;
+  const messageId = params.messageId ?? null;
+  const idempotencyKey = params.idempotencyKey ?? null;
+  if (agentId !== null) assertUuid('agentId', agentId);
+  if (messageId !== null) assertUuid('messageId', messageId);
+  if (idempotencyKey !== null) assertText('idempotencyKey', idempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH);
+  return {
+    userId: params.userId,
+    modelId: params.modelId,
+    type: params.type,
+    inputTokens: params.inputTokens,
+    outputTokens: params.outputTokens,
+    cacheReadTokens,
+    cacheWriteTokens,
+    agentId,
+    messageId,
+    idempotencyKey,
+  };
+}
+
+function validateCostSummary(params: CostSummaryParams): CostSummaryParams {
+  if (typeof params !== 'object' || params === null) throw new ValidationError('params', 'must be an object');
+  const { from, to, groupBy, by } = params;
+  if (!(from instanceof Date) || Number.isNaN(from.getTime())) throw new ValidationError('from', 'must be a valid Date');
+  if (!(to instanceof Date) || Number.isNaN(to.getTime())) throw new ValidationError('to', 'must be a valid Date');
+  if (from.getTime() > to.getTime()) throw new ValidationError('to', 'must not be before from');
+  if (!(['day', 'week', 'month'] as unknown[]).includes(groupBy)) {
+    throw new ValidationError('groupBy', `must be 'day', 'week' or 'month', got ${JSON.stringify(groupBy)}`);
+  }
+  if (by !== undefined && !Object.hasOwn(KEY_COLUMNS, by)) {
+    throw new ValidationError('by', `must be 'model', 'user' or 'agent', got ${JSON.stringify(by)}`);
+  }
+  return by === undefined ? { from, to, groupBy } : { from, to, groupBy, by };
+}
+
+/** A safe integer that fits an SQL `integer` column, >= min. */
+function assertInt4(field: string, value: unknown, min: number): asserts value is number {
+  assertInt(field, value, min);
+  if (value > MAX_INT4) throw new ValidationError(field, `must be at most ${MAX_INT4}, got ${value}`);
+}
+
+interface ChargeOutcome {
+  modelFound: boolean | null;
+  userFound: boolean | null;
+  agentFound: boolean | null;
+  messageFound: boolean | null;
+  /** The user has a budget and it is less than the cost. */
+  budgetShort: boolean;
+  cost: string | null;
+  remaining: string | null;
+  inserted: UsageRow | null;
+}
+
+/**
+ * The one statement of recordUsage. In order of evaluation:
+ *   m     the cost, from the model's prices (exact: `* 0.001` multiplies, it never rounds);
+ *   u     the user, when visible in this tenant (not locked);
+ *   b     the same row when it has a budget (`remaining is not null`), locked FOR NO KEY UPDATE:
+ *         waits for a concurrent charge to end and then reads the `remaining` it left (READ
+ *         COMMITTED re-reads a row it had to wait for); a user without a budget is not locked;
+ *   refs  whether the agent and the message, when given, are visible;
+ *   ins   the usage row, only when all of the above hold and the locked budget covers the cost;
+ *         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING waits for a concurrent insert of
+ *         the same key and then inserts nothing;
+ *   dec   `remaining - cost` for the row `ins` returned (none on a conflict: no double charge),
+ *         the one conditional update of the budget.
+ * The final select reports what happened, so that errors need no further query.
+ */
+async function chargeOnce(db: Tx, tenantId: string, call: ValidCall): Promise<ChargeOutcome> {
+  const row = await db
+    .with('m', (qb) =>
+      qb
+        .selectFrom('models')
+        .select((eb) =>
+          sql<string>`trim_scale((${call.inputTokens}::numeric * ${eb.ref('cost1kInput')}
+            + ${call.outputTokens}::numeric * ${eb.ref('cost1kOutput')}
+            + ${call.cacheReadTokens}::numeric * ${eb.ref('cost1kCacheRead')}
+            + ${call.cacheWriteTokens}::numeric * ${eb.ref('cost1kCacheWrite')}) * 0.001)`.as('cost'),
+        )
+        .where('id', '=', call.modelId),
+    )
+    .with('u', (qb) =>
+      qb
+        .selectFrom('users')
+        .select(sql<boolean>`true`.as('found'))
+        .where('tenantId', '=', tenantId)
+        .where('id', '=', call.userId),
+    )
+    .with('b', (qb) =>
+      qb
+        .selectFrom('users')
+        .select('remaining')
+        .where('tenantId', '=', tenantId)
+        .where('id', '=', call.userId)
+        .where('remaining', 'is not', null)
+        .forNoKeyUpdate(),
+    )
+    .with('refs', (qb) =>
+      qb.selectNoFrom((eb) => [
+        sql<boolean>`${
+          call.agentId === null
+            ? sql`true`
+            : eb.exists(eb.selectFrom('agents').select('agents.id').where('agents.id', '=', call.agentId))
+        }`.as('agentFound'),
+        sql<boolean>`${
+          call.messageId === null
+            ? sql`true`
+            : eb.exists(
+                eb
+                  .selectFrom('messages')
+                  .select('messages.id')
+                  .where('messages.tenantId', '=', tenantId)
+                  .where('messages.id', '=', call.messageId),
+              )
+        }`.as('messageFound'),
+      ]),
+    )
+    .with('ins', (qb) =>
+      qb
+        .insertInto('usage')
+        .columns([
+          'tenantId',
+          'userId',
+          'modelId',
+          'agentId',
+          'messageId',
+          'type',
+          'inputTokens',
+          'outputTokens',
+          'cacheReadTokens',
+          'cacheWriteTokens',
+          'cost',
+          'idempotencyKey',
+        ])
+        .expression((eb) =>
+          eb
+            .selectFrom('m')
+            .innerJoin('u', (join) => join.onTrue())
+            .innerJoin('refs', (join) => join.onTrue())
+            .leftJoin('b', (join) => join.onTrue())
+            .select([
+              sql<string>`${tenantId}::uuid`.as('tenantId'),
+              sql<string>`${call.userId}::uuid`.as('userId'),
+              sql<number>`${call.modelId}::integer`.as('modelId'),
+              sql<string | null>`${call.agentId}::uuid`.as('agentId'),
+              sql<string | null>`${call.messageId}::uuid`.as('messageId'),
+              sql<string>`${call.type}::text`.as('type'),
+              sql<number>`${call.inputTokens}::integer`.as('inputTokens'),
+              sql<number>`${call.outputTokens}::integer`.as('outputTokens'),
+              sql<number>`${call.cacheReadTokens}::integer`.as('cacheReadTokens'),
+              sql<number>`${call.cacheWriteTokens}::integer`.as('cacheWriteTokens'),
+              'm.cost',
+              sql<string | null>`${call.idempotencyKey}::text`.as('idempotencyKey'),
+            ])
+            .where('refs.agentFound', '=', true)
+            .where('refs.messageFound', '=', true)
+            .where((eb) => eb.or([eb('b.remaining', 'is', null), eb('b.remaining', '>=', eb.ref('m.cost'))])),
+        )
+        .onConflict((oc) => oc.columns(['tenantId', 'idempotencyKey']).doNothing())
+        .returning([...USAGE_COLUMNS, 'tenantId']),
+    )
+    .with('dec', (qb) =>
+      qb
+        .updateTable('users')
+        .from('ins')
+        .set((eb) => ({ remaining: eb('users.remaining', '-', eb.ref('ins.cost')) }))
+        .whereRef('users.tenantId', '=', 'ins.tenantId')
+        .whereRef('users.id', '=', 'ins.userId')
+        .whereRef('users.remaining', '>=', 'ins.cost')
+        .returning('users.id'),
+    )
+    .selectFrom('refs')
+    .leftJoin('m', (join) => join.onTrue())
+    .leftJoin('u', (join) => join.onTrue())
+    .leftJoin('b', (join) => join.onTrue())
+    .leftJoin('ins', (join) => join.onTrue())
+    .select((eb) => [
+      sql<boolean>`m.cost is not null`.as('modelFound'),
+      sql<boolean>`u.found is not null`.as('userFound'),
+      'refs.agentFound',
+      'refs.messageFound',
+      'm.cost',
+      sql<string | null>`trim_scale(b.remaining)`.as('remaining'),
+      sql<boolean | null>`b.remaining < m.cost`.as('budgetShort'),
+      eb.exists(eb.selectFrom('dec').select(sql.lit(1).as('one'))).as('charged'),
+      'ins.id',
+      'ins.userId',
+      'ins.modelId',
+      'ins.agentId',
+      'ins.messageId',
+      'ins.type',
+      'ins.inputTokens',
+      'ins.outputTokens',
+      'ins.cacheReadTokens',
+      'ins.cacheWriteTokens',
+      'ins.cost as insertedCost',
+      'ins.idempotencyKey',
+      'ins.createdAt',
+    ])
+    .executeTakeFirstOrThrow();
+
+  const inserted: UsageRow | null =
+    row.id === null
+      ? null
+      : {
+          id: row.id,
+          userId: row.userId!,
+          modelId: row.modelId!,
+          agentId: row.agentId,
+          messageId: row.messageId,
+          type: row.type!,
+          inputTokens: row.inputTokens!,
+          outputTokens: row.outputTokens!,
+          cacheReadTokens: row.cacheReadTokens!,
+          cacheWriteTokens: row.cacheWriteTokens!,
+          cost: row.insertedCost!,
+          idempotencyKey: row.idempotencyKey,
+          createdAt: row.createdAt!,
+        };
+  const budgeted = row.remaining !== null;
+  if (inserted !== null && budgeted && !row.charged) {
+    // Cannot happen while the lock taken in `b` holds; this keeps a future edit of the SQL honest.
+    throw new Error('recordUsage: a usage row was inserted without charging the budget');
+  }
+  return {
+    modelFound: row.modelFound,
+    userFound: row.userFound,
+    agentFound: row.agentFound,
+    messageFound: row.messageFound,
+    budgetShort: inserted === null && row.budgetShort === true,
+    cost: row.cost,
+    remaining: row.remaining,
+    inserted,
+  };
+}
+
