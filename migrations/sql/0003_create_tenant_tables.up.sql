@@ -142,7 +142,7 @@ create table messages (
   conversation_id uuid not null,
   parent_id       uuid,
   role            text not null check (role in ('user', 'assistant', 'system', 'tool')),
-  content         jsonb not null,
+  content         jsonb not null check (jsonb_typeof(content) in ('object', 'array')),
   created_at      timestamptz not null default now(),
   updated_at      timestamptz not null default now(),
   primary key (tenant_id, id),

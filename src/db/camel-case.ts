@@ -1,13 +1,21 @@
-import { CamelCasePlugin } from 'kysely';
+import { CamelCasePlugin, type CamelCasePluginOptions } from 'kysely';
 
 /**
- * Kysely's CamelCasePlugin, with one rule added for digits so that every column name of the
- * schema round-trips: a digit run that starts a word (`cost_1k_input`, seen as `cost1kInput`)
- * gets its underscore back, and one that ends a word (`s3_uri`, seen as `s3Uri`) does not.
- * Kysely's own `underscoreBeforeDigits` option cannot do both (it would give `s_3_uri`).
- * kysely-codegen's `camelCase` renders names with the plain mapping, which matches ours.
+ * Kysely's CamelCasePlugin, configured for this schema:
+ *
+ * - Keys inside json/jsonb values are left as stored (`maintainNestedObjectKeys`): they are data,
+ *   not column names. Kysely's default would turn `{"top_p": 0.9}` into `{topP: 0.9}` on read.
+ *   So JSON built in SQL (json_build_object) must spell its keys in camelCase itself.
+ * - A digit run that starts a word (`cost_1k_input`, seen as `cost1kInput`) gets its underscore
+ *   back, and one that ends a word (`s3_uri`, seen as `s3Uri`) does not, so every column name of
+ *   the schema round-trips. Kysely's `underscoreBeforeDigits` option cannot do both (it would give
+ *   `s_3_uri`). kysely-codegen's `camelCase` renders names with the plain mapping, which matches.
  */
 export class SnakeCamelPlugin extends CamelCasePlugin {
+  constructor(options: CamelCasePluginOptions = {}) {
+    super({ maintainNestedObjectKeys: true, ...options });
+  }
+
   protected override snakeCase(str: string): string {
     return super.snakeCase(str).replace(/([a-z])(\d+)(?=[a-z])/g, '$1_$2');
   }

@@ -84,3 +84,10 @@ export class BudgetExceededError extends Error {
     this.remaining = remaining;
   }
 }
+
+/** The constraint named by a foreign-key violation (SQLSTATE 23503), if `error` is one. */
+export function foreignKeyViolated(error: unknown): string | undefined {
+  if (sqlState(error) !== '23503') return undefined;
+  const constraint = (error as { constraint?: unknown }).constraint;
+  return typeof constraint === 'string' ? constraint : undefined;
+}

@@ -1,6 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import type { Executor } from '../db/create-db.ts';
-import { NotFoundError, ValidationError, sqlState } from '../db/errors.ts';
+import { NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { toVectorSql } from '../db/vector.ts';
 import { assertInt, assertText, assertUuid } from './validate.ts';
@@ -232,8 +232,8 @@ function topK(k: unknown): number {
 
 /** A foreign-key failure of addChunks means the source does not exist in this tenant. */
 function mapSourceError(error: unknown, params: ChunkSource): unknown {
-  if (sqlState(error) !== '23503') return error;
-  const constraint = (error as { constraint?: string }).constraint ?? '';
+  const constraint = foreignKeyViolated(error);
+  if (constraint === undefined) return error;
   if (constraint.includes('resource') && params.resourceId !== undefined) return new NotFoundError('resource', params.resourceId);
   if (constraint.includes('conversation') && params.conversationId !== undefined) return new NotFoundError('conversation', params.conversationId);
   if (constraint.includes('tool') && params.toolId !== undefined) return new NotFoundError('tool', params.toolId);

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { postgresConfig } from '../../src/db/config.ts';
 import { createDb } from '../../src/db/create-db.ts';
 import { TenantContextError } from '../../src/db/errors.ts';
 import { migrate } from '../../src/db/migrator.ts';
@@ -62,7 +63,7 @@ describe.runIf(onServer)('a login role that is only a member of app_user', () =>
     await sql`create role ${sql.id(login)} login nosuperuser nobypassrls noinherit in role app_user`.execute(admin);
     const url = new URL(t.url!);
     url.username = login;
-    const db = createDb({ ...t.config, kind: 'postgres', connectionString: url.toString(), poolMax: 1 });
+    const db = createDb(postgresConfig({ connectionString: url.toString(), poolMax: 1 }));
     try {
       const users = await withTenant(db, tenantId, (tx) => tx.selectFrom('users').select('tenantId').execute());
       expect(users).toEqual([{ tenantId }]);

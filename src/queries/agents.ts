@@ -1,0 +1,353 @@
+import { sql, type Expression, type ExpressionBuilder, type Selectable, type SqlBool } from 'kysely';
+import type { Executor } from '../db/create-db.ts';
+import { NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors.ts';
+import type { Agents, DB, Models, Prompts, Providers, Tools, UserAgents } from '../db/schema.generated.ts';
+import { tenantOf } from '../db/tenant.ts';
+import { assertInt, assertOptionalText, assertText, assertUuid, jsonObject } from './validate.ts';
+
+/** An agent: global (`tenantId` null, from the seed) or the current tenant's (`userId` null: tenant-wide). */
+export type Agent = Pick<
+  Selectable<Agents>,
+  'id' | 'tenantId' | 'userId' | 'modelId' | 'promptId' | 'name' | 'description' | 'modelParameters' | 'createdAt' | 'updatedAt'
+>;
+
+/** An agent shared with a user, and the user's role on it. */
+export type UserAgent = Pick<Selectable<UserAgents>, 'id' | 'userId' | 'agentId' | 'role' | 'createdAt' | 'updatedAt'>;
+
+/** A user's role on an agent shared with them. */
+export type AgentRole = 'owner' | 'editor' | 'viewer';
+
+/** The model an agent runs on. Prices are exact decimal strings. */
+export type AgentModel = Pick<
+  Selectable<Models>,
+  | 'id' | 'providerId' | 'name' | 'internalName' | 'type' | 'description' | 'maxContext' | 'maxOutput' | 'maxReasoning'
+  | 'cost1kInput' | 'cost1kOutput' | 'cost1kCacheRead' | 'cost1kCacheWrite' | 'defaultParameters'
+>;
+
+/** The system prompt of an agent. */
+export type AgentPrompt = Pick<Selectable<Prompts>, 'id' | 'name' | 'version' | 'content'>;
+
+/** The provider of an agent's model: never its API key. */
+export type AgentProvider = Pick<Selectable<Providers>, 'id' | 'name' | 'endpoint'>;
+
+/** A tool an agent may call, with its configuration. */
+export type AgentTool = Pick<
+  Selectable<Tools>,
+  'id' | 'name' | 'description' | 'type' | 'authenticationType' | 'endpoint' | 'transportType' | 'customConfig'
+>;
+
+/** Everything needed to run an agent, read in one statement (see {@link resolveAgent}). */
+export interface ResolvedAgent {
+  agent: Agent;
+  /** Null when the agent has no system prompt. */
+  prompt: AgentPrompt | null;
+  model: AgentModel;
+  provider: AgentProvider;
+  /** Ordered by name. */
+  tools: AgentTool[];
+}
+
+const AGENT_COLUMNS = [
+  'id', 'tenantId', 'userId', 'modelId', 'promptId', 'name', 'description', 'modelParameters', 'createdAt', 'updatedAt',
+] as const;
+const AGENT_COLUMNS_OF_A = [
+  'a.id', 'a.tenantId', 'a.userId', 'a.modelId', 'a.promptId', 'a.name', 'a.description', 'a.modelParameters',
+  'a.createdAt', 'a.updatedAt',
+] as const;
+const USER_AGENT_COLUMNS = ['id', 'userId', 'agentId', 'role', 'createdAt', 'updatedAt'] as const;
+const AGENT_ROLES: readonly string[] = ['owner', 'editor', 'viewer'] satisfies AgentRole[];
+const MAX_TOOLS = 100;
+
+/**
+ * Creates an agent of the current tenant (tenant-wide, or a user's with `userId`) and attaches
+ * `toolIds` to it. Unknown model/prompt/tool → NotFoundError('model'|'prompt'|'tool', id), a user
+ * that is not the tenant's → NotFoundError('user', id); in every failure nothing is inserted.
+ *
+ * Two statements in the caller's transaction: the agent (inserted only when every tool exists),
+ * then its agent_tools rows. One data-modifying CTE cannot do both: the agent_tools RLS check
+ * looks the new agent up with the statement's snapshot, which does not contain it yet (42501).
+ *
+ * @example
+ * const agent = await withTenant(db, tenantId, (tx) =>
+ *   createAgent(tx, { name: 'Support', modelId: 2, promptId: 1, toolIds: [1, 3], modelParameters: { temperature: 0.2 } }));
+ */
+export async function createAgent(
+  db: Executor,
+  params: {
+    name: string;
+    modelId: number;
+    promptId?: number | null;
+    userId?: string | null;
+    description?: string | null;
+    modelParameters?: Record<string, unknown>;
+    toolIds?: number[];
+  },
+): Promise<Agent> {
+  const tenantId = tenantOf(db);
+  assertText('name', params.name, 200);
+  assertInt('modelId', params.modelId, 1);
+  const promptId = params.promptId ?? null;
+  if (promptId !== null) assertInt('promptId', promptId, 1);
+  const userId = params.userId ?? null;
+  if (userId !== null) assertUuid('userId', userId);
+  const description = params.description ?? null;
+  if (description !== null) assertOptionalText('description', description, 10_000);
+  const modelParameters = jsonObject('modelParameters', params.modelParameters === undefined ? {} : params.modelParameters);
+  const toolIds = toolIdList(params.toolIds);
+
+  let agent: Agent | undefined;
+  try {
+    agent = await db
+      .insertInto('agents')
+      .columns(['tenantId', 'userId', 'modelId', 'promptId', 'name', 'description', 'modelParameters'])
+      .expression(
+        db
+          .selectNoFrom((eb) => [
+            eb.val(tenantId).as('tenantId'),
+            eb.val(userId).as('userId'),
+            eb.val(params.modelId).as('modelId'),
+            eb.val(promptId).as('promptId'),
+            eb.val(params.name).as('name'),
+            eb.val(description).as('description'),
+            eb.val(modelParameters).as('modelParameters'),
+          ])
+          // Insert nothing when a tool is unknown: then there is nothing to roll back.
+          .where(({ exists, not }) => not(exists(missingTools(toolIds)))),
+      )
+      .returning(AGENT_COLUMNS)
+      .executeTakeFirst();
+  } catch (error) {
+    const constraint = foreignKeyViolated(error);
+    if (constraint === 'agents_model_id_fkey') throw new NotFoundError('model', params.modelId);
+    if (constraint === 'agents_prompt_id_fkey' && promptId !== null) throw new NotFoundError('prompt', promptId);
+    if (constraint === 'agents_tenant_id_user_id_fkey' && userId !== null) throw new NotFoundError('user', userId);
+    throw error;
+  }
+  if (agent === undefined) throw new NotFoundError('tool', await firstMissingTool(db, toolIds));
+
+  if (toolIds.length > 0) {
+    const agentId = agent.id;
+    try {
+      await db.insertInto('agentTools').values(toolIds.map((toolId) => ({ agentId, toolId }))).execute();
+    } catch (error) {
+      // Only when a tool was deleted since the first statement; the error aborts the transaction.
+      if (foreignKeyViolated(error) === 'agent_tools_tool_id_fkey') throw new NotFoundError('tool', toolIds.join(','));
+      throw error;
+    }
+  }
+  return agent;
+}
+
+/** The agent with this id if it is global or the current tenant's; NotFoundError('agent', id) otherwise. */
+export async function getAgent(db: Executor, params: { agentId: string }): Promise<Agent> {
+  const tenantId = tenantOf(db);
+  assertUuid('agentId', params.agentId);
+  const agent = await db
+    .selectFrom('agents as a')
+    .select(AGENT_COLUMNS_OF_A)
+    .where('a.id', '=', params.agentId)
+    .where((eb) => visibleAgent(eb, tenantId))
+    .executeTakeFirst();
+  if (agent === undefined) throw new NotFoundError('agent', params.agentId);
+  return agent;
+}
+
+/**
+ * The agents a user may use, ordered by name then id, each once: the global agents, the tenant's
+ * tenant-wide agents (`userId` null), the user's own, and those shared with the user
+ * (user_agents). One statement. A user that is not the tenant's → NotFoundError('user', id).
+ */
+export async function listAgentsForUser(db: Executor, params: { userId: string }): Promise<Agent[]> {
+  const tenantId = tenantOf(db);
+  assertUuid('userId', params.userId);
+  // From the user, left-joined to the agents: no row at all means no such user in this tenant;
+  // one row with a null agent means a user without agents.
+  const rows = await db
+    .selectFrom('users as u')
+    .leftJoin('agents as a', (join) =>
+      join.on((eb) =>
+        eb.or([
+          eb('a.tenantId', 'is', null),
+          eb.and([
+            eb('a.tenantId', '=', tenantId),
+            eb.or([
+              eb('a.userId', 'is', null),
+              eb('a.userId', '=', eb.ref('u.id')),
+              eb.exists(
+                eb
+                  .selectFrom('userAgents as ua')
+                  .select(eb.lit(1).as('one'))
+                  .where('ua.tenantId', '=', tenantId)
+                  .whereRef('ua.userId', '=', 'u.id')
+                  .whereRef('ua.agentId', '=', 'a.id'),
+              ),
+            ]),
+          ]),
+        ]),
+      ),
+    )
+    .select(AGENT_COLUMNS_OF_A)
+    .where('u.tenantId', '=', tenantId)
+    .where('u.id', '=', params.userId)
+    .orderBy('a.name')
+    .orderBy('a.id')
+    .execute();
+  if (rows.length === 0) throw new NotFoundError('user', params.userId);
+  // The left join types every agent column as nullable; a row with an id is a whole agent.
+  return rows.filter((row) => row.id !== null) as Agent[];
+}
+
+/**
+ * Shares an agent (global or the tenant's) with a user of the tenant as `role`. Idempotent on
+ * (user, agent): sharing again returns the same row, with the new role if it changed.
+ * Unknown or another tenant's agent → NotFoundError('agent', id); user → NotFoundError('user', id).
+ */
+export async function shareAgent(
+  db: Executor,
+  params: { agentId: string; userId: string; role: AgentRole },
+): Promise<UserAgent> {
+  const tenantId = tenantOf(db);
+  assertUuid('agentId', params.agentId);
+  assertUuid('userId', params.userId);
+  if (typeof params.role !== 'string' || !AGENT_ROLES.includes(params.role)) {
+    throw new ValidationError('role', `must be one of ${AGENT_ROLES.join(', ')}`);
+  }
+  const { agentId, userId, role } = params;
+  let shared: UserAgent | undefined;
+  try {
+    shared = await db
+      .insertInto('userAgents')
+      .columns(['tenantId', 'userId', 'agentId', 'role'])
+      // From the agent, so that an agent the tenant cannot see inserts nothing: the foreign key
+      // alone would accept another tenant's agent (foreign key checks bypass RLS).
+      .expression((eb) =>
+        eb
+          .selectFrom('agents as a')
+          .select([eb.val(tenantId).as('tenantId'), eb.val(userId).as('userId'), 'a.id', eb.val(role).as('role')])
+          .where('a.id', '=', agentId)
+          .where((eb) => visibleAgent(eb, tenantId)),
+      )
+      .onConflict((oc) =>
+        oc
+          .columns(['tenantId', 'userId', 'agentId'])
+          .doUpdateSet((eb) => ({ role: eb.ref('excluded.role') }))
+          .where('userAgents.role', 'is distinct from', (eb) => eb.ref('excluded.role')),
+      )
+      .returning(USER_AGENT_COLUMNS)
+      .executeTakeFirst();
+  } catch (error) {
+    if (foreignKeyViolated(error) === 'user_agents_tenant_id_user_id_fkey') throw new NotFoundError('user', userId);
+    if (foreignKeyViolated(error) === 'user_agents_agent_id_fkey') throw new NotFoundError('agent', agentId);
+    throw error;
+  }
+  if (shared !== undefined) return shared;
+  // Nothing written: the agent is not visible, or it is shared with the user in this role already.
+  const existing = await db
+    .selectFrom('userAgents as ua')
+    .innerJoin('agents as a', 'a.id', 'ua.agentId')
+    .select(['ua.id', 'ua.userId', 'ua.agentId', 'ua.role', 'ua.createdAt', 'ua.updatedAt'])
+    .where('ua.tenantId', '=', tenantId)
+    .where('ua.userId', '=', userId)
+    .where('ua.agentId', '=', agentId)
+    .where((eb) => visibleAgent(eb, tenantId))
+    .executeTakeFirst();
+  if (existing === undefined) throw new NotFoundError('agent', agentId);
+  return existing;
+}
+
+/**
+ * An agent (global or the tenant's) with its prompt, model, provider (never the API key) and tools
+ * ordered by name, in ONE statement: joins, and a JSON aggregate of the tools.
+ * NotFoundError('agent', id) when the tenant cannot see it.
+ *
+ * @example
+ * const { agent, prompt, model, provider, tools } = await withTenant(db, tenantId, (tx) => resolveAgent(tx, { agentId }));
+ */
+export async function resolveAgent(db: Executor, params: { agentId: string }): Promise<ResolvedAgent> {
+  const tenantId = tenantOf(db);
+  assertUuid('agentId', params.agentId);
+  const row = await db
+    .selectFrom('agents as a')
+    .innerJoin('models as m', 'm.id', 'a.modelId')
+    .innerJoin('providers as p', 'p.id', 'm.providerId')
+    .leftJoin('prompts as pr', 'pr.id', 'a.promptId')
+    .select(AGENT_COLUMNS_OF_A)
+    .select([
+      'm.name as modelName', 'm.internalName as modelInternalName', 'm.type as modelType',
+      'm.description as modelDescription', 'm.maxContext as modelMaxContext', 'm.maxOutput as modelMaxOutput',
+      'm.maxReasoning as modelMaxReasoning', 'm.cost1kInput as modelCost1kInput', 'm.cost1kOutput as modelCost1kOutput',
+      'm.cost1kCacheRead as modelCost1kCacheRead', 'm.cost1kCacheWrite as modelCost1kCacheWrite',
+      'm.defaultParameters as modelDefaultParameters',
+      'p.id as providerId', 'p.name as providerName', 'p.endpoint as providerEndpoint',
+      'pr.name as promptName', 'pr.version as promptVersion', 'pr.content as promptContent',
+    ])
+    .select((eb) => toolsOf(eb.ref('a.id')).as('tools'))
+    .where('a.id', '=', params.agentId)
+    .where((eb) => visibleAgent(eb, tenantId))
+    .executeTakeFirst();
+  if (row === undefined) throw new NotFoundError('agent', params.agentId);
+  const agent: Agent = {
+    id: row.id, tenantId: row.tenantId, userId: row.userId, modelId: row.modelId, promptId: row.promptId,
+    name: row.name, description: row.description, modelParameters: row.modelParameters,
+    createdAt: row.createdAt, updatedAt: row.updatedAt,
+  };
+  const prompt: AgentPrompt | null =
+    row.promptId === null || row.promptName === null || row.promptVersion === null || row.promptContent === null
+      ? null
+      : { id: row.promptId, name: row.promptName, version: row.promptVersion, content: row.promptContent };
+  const model: AgentModel = {
+    id: row.modelId, providerId: row.providerId, name: row.modelName, internalName: row.modelInternalName,
+    type: row.modelType, description: row.modelDescription, maxContext: row.modelMaxContext,
+    maxOutput: row.modelMaxOutput, maxReasoning: row.modelMaxReasoning, cost1kInput: row.modelCost1kInput,
+    cost1kOutput: row.modelCost1kOutput, cost1kCacheRead: row.modelCost1kCacheRead,
+    cost1kCacheWrite: row.modelCost1kCacheWrite, defaultParameters: row.modelDefaultParameters,
+  };
+  const provider: AgentProvider = { id: row.providerId, name: row.providerName, endpoint: row.providerEndpoint };
+  return { agent, prompt, model, provider, tools: row.tools };
+}
+
+/** Global agents and the tenant's own (the agents_select policy, stated again in the query). */
+function visibleAgent(eb: ExpressionBuilder<DB & { a: Agents }, 'a'>, tenantId: string): Expression<SqlBool> {
+  return eb.or([eb('a.tenantId', 'is', null), eb('a.tenantId', '=', tenantId)]);
+}
+
+/** `(select 1 from <requested ids> where <not a tool>)`: the subquery of a NOT EXISTS guard. */
+function missingTools(toolIds: readonly number[]) {
+  return sql<number>`(select 1 from unnest(${toolIds}::int[]) as requested (id)
+    where not exists (select 1 from tools where tools.id = requested.id))`;
+}
+
+/** The first of `toolIds` that is not in the catalog. */
+async function firstMissingTool(db: Executor, toolIds: readonly number[]): Promise<string> {
+  const { rows } = await sql<{ id: number }>`
+    select requested.id from unnest(${toolIds}::int[]) with ordinality as requested (id, n)
+    where not exists (select 1 from tools where tools.id = requested.id)
+    order by requested.n limit 1`.execute(db);
+  return rows[0] === undefined ? toolIds.join(',') : String(rows[0].id);
+}
+
+/** The agent's tools as a JSON array ordered by name; keys spelled in camelCase here. */
+function toolsOf(agentId: Expression<string>) {
+  return sql<AgentTool[]>`(
+    select coalesce(json_agg(json_build_object(
+      'id', t.id, 'name', t.name, 'description', t.description, 'type', t.type,
+      'authenticationType', t.authentication_type, 'endpoint', t.endpoint,
+      'transportType', t.transport_type, 'customConfig', t.custom_config
+    ) order by t.name, t.id), '[]'::json)
+    from agent_tools agt join tools t on t.id = agt.tool_id
+    where agt.agent_id = ${agentId})`;
+}
+
+function toolIdList(value: unknown): number[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new ValidationError('toolIds', 'must be an array of tool ids');
+  if (value.length > MAX_TOOLS) throw new ValidationError('toolIds', `must hold at most ${MAX_TOOLS} tools`);
+  const seen = new Set<number>();
+  for (const id of value) {
+    assertInt('toolIds', id, 1);
+    if (seen.has(id)) throw new ValidationError('toolIds', `holds ${id} twice`);
+    seen.add(id);
+  }
+  return value as number[];
+}
+

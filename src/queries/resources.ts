@@ -1,0 +1,127 @@
+import type { Selectable } from 'kysely';
+import type { Executor } from '../db/create-db.ts';
+import { NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors.ts';
+import type { Resources } from '../db/schema.generated.ts';
+import { tenantOf } from '../db/tenant.ts';
+import { assertOptionalText, assertText, assertUuid, jsonObject, pageLimit } from './validate.ts';
+
+/** A document or file of the current tenant, attached to an agent and/or a message. */
+export type Resource = Pick<
+  Selectable<Resources>,
+  'id' | 'agentId' | 'messageId' | 'name' | 'type' | 'content' | 's3Uri' | 'metadata' | 'createdAt' | 'updatedAt'
+>;
+
+const RESOURCE_COLUMNS = [
+  'id', 'agentId', 'messageId', 'name', 'type', 'content', 's3Uri', 'metadata', 'createdAt', 'updatedAt',
+] as const;
+
+/**
+ * Creates a resource of the current tenant. `agentId` must be an agent the tenant sees (global or
+ * its own) and `messageId` one of its messages; otherwise NotFoundError('agent'|'message', id).
+ *
+ * @example
+ * const doc = await withTenant(db, tenantId, (tx) =>
+ *   createResource(tx, { name: 'handbook.pdf', type: 'pdf', s3Uri: 's3://docs/handbook.pdf', agentId, metadata: { pages: 12 } }));
+ */
+export async function createResource(
+  db: Executor,
+  params: {
+    name: string;
+    type: string;
+    content?: string | null;
+    s3Uri?: string | null;
+    metadata?: Record<string, unknown>;
+    agentId?: string | null;
+    messageId?: string | null;
+  },
+): Promise<Resource> {
+  const tenantId = tenantOf(db);
+  assertText('name', params.name, 500);
+  assertText('type', params.type, 100);
+  const content = params.content ?? null;
+  if (content !== null) assertOptionalText('content', content, 100_000_000);
+  const s3Uri = params.s3Uri ?? null;
+  if (s3Uri !== null) {
+    assertText('s3Uri', s3Uri, 2048);
+    if (!s3Uri.startsWith('s3://')) throw new ValidationError('s3Uri', 'must start with s3://');
+  }
+  const metadata = jsonObject('metadata', params.metadata === undefined ? {} : params.metadata);
+  const agentId = params.agentId ?? null;
+  if (agentId !== null) assertUuid('agentId', agentId);
+  const messageId = params.messageId ?? null;
+  if (messageId !== null) assertUuid('messageId', messageId);
+
+  let resource: Resource | undefined;
+  try {
+    resource = await db
+      .insertInto('resources')
+      .columns(['tenantId', 'agentId', 'messageId', 'name', 'type', 'content', 's3Uri', 'metadata'])
+      .expression(
+        db
+          .selectNoFrom((eb) => [
+            eb.val(tenantId).as('tenantId'),
+            eb.val(agentId).as('agentId'),
+            eb.val(messageId).as('messageId'),
+            eb.val(params.name).as('name'),
+            eb.val(params.type).as('type'),
+            eb.val(content).as('content'),
+            eb.val(s3Uri).as('s3Uri'),
+            eb.val(metadata).as('metadata'),
+          ])
+          // Only with an agent the tenant sees: the foreign key alone would accept another
+          // tenant's agent (foreign key checks bypass RLS).
+          .$if(agentId !== null, (qb) =>
+            qb.where((eb) =>
+              eb.exists(
+                eb
+                  .selectFrom('agents as a')
+                  .select(eb.lit(1).as('one'))
+                  .where('a.id', '=', agentId)
+                  .where((eb) => eb.or([eb('a.tenantId', 'is', null), eb('a.tenantId', '=', tenantId)])),
+              ),
+            ),
+          ),
+      )
+      .returning(RESOURCE_COLUMNS)
+      .executeTakeFirst();
+  } catch (error) {
+    const constraint = foreignKeyViolated(error);
+    if (constraint === 'resources_tenant_id_message_id_fkey' && messageId !== null) throw new NotFoundError('message', messageId);
+    if (constraint === 'resources_agent_id_fkey' && agentId !== null) throw new NotFoundError('agent', agentId);
+    throw error;
+  }
+  if (resource === undefined) throw new NotFoundError('agent', agentId ?? '');
+  return resource;
+}
+
+/** The resource with this id in the current tenant; NotFoundError('resource', id) otherwise. */
+export async function getResource(db: Executor, params: { resourceId: string }): Promise<Resource> {
+  const tenantId = tenantOf(db);
+  assertUuid('resourceId', params.resourceId);
+  const resource = await db
+    .selectFrom('resources')
+    .select(RESOURCE_COLUMNS)
+    .where('tenantId', '=', tenantId)
+    .where('id', '=', params.resourceId)
+    .executeTakeFirst();
+  if (resource === undefined) throw new NotFoundError('resource', params.resourceId);
+  return resource;
+}
+
+/**
+ * The current tenant's resources, newest first (then by id), optionally only those of an agent
+ * and/or a message; at most `limit` (default 50, at most 200).
+ */
+export async function listResources(
+  db: Executor,
+  params: { agentId?: string; messageId?: string; limit?: number } = {},
+): Promise<Resource[]> {
+  const tenantId = tenantOf(db);
+  if (params.agentId !== undefined) assertUuid('agentId', params.agentId);
+  if (params.messageId !== undefined) assertUuid('messageId', params.messageId);
+  const limit = pageLimit(params.limit);
+  let query = db.selectFrom('resources').select(RESOURCE_COLUMNS).where('tenantId', '=', tenantId);
+  if (params.agentId !== undefined) query = query.where('agentId', '=', params.agentId);
+  if (params.messageId !== undefined) query = query.where('messageId', '=', params.messageId);
+  return query.orderBy('createdAt', 'desc').orderBy('id', 'desc').limit(limit).execute();
+}

@@ -1,0 +1,232 @@
+import { randomUUID } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Tx } from '../../src/db/create-db.ts';
+import { NotFoundError, TenantContextError, ValidationError } from '../../src/db/errors.ts';
+import type { DB } from '../../src/db/schema.generated.ts';
+import { withTenant } from '../../src/db/tenant.ts';
+import { createAgent } from '../../src/queries/agents.ts';
+import { createResource, getResource, listResources, type Resource } from '../../src/queries/resources.ts';
+import { insertAgentCatalog, insertTenantWithUsers, QueryCounter, type AgentCatalog } from '../support/agent-fixtures.ts';
+import { openTestDb, type TestDb } from '../support/test-db.ts';
+
+interface TenantFixture {
+  tenantId: string;
+  userId: string;
+  agentId: string;
+  messageId: string;
+}
+
+let t: TestDb;
+let cat: AgentCatalog;
+let a: TenantFixture;
+let b: TenantFixture;
+const counter = new QueryCounter();
+let counted: Kysely<DB>;
+
+/** A tenant (as the owner) with a user, a conversation with one message, and (as app_user) an agent. */
+async function insertTenantFixture(slug: string): Promise<TenantFixture> {
+  const { tenantId, userId } = await insertTenantWithUsers(t.db, cat.roleId, slug);
+  const conversation = await t.db.insertInto('conversations').values({ tenantId, userId, title: 'c' }).returning('id').executeTakeFirstOrThrow();
+  const message = await t.db
+    .insertInto('messages')
+    .values({ tenantId, conversationId: conversation.id, role: 'user', content: JSON.stringify({ text: 'see attached' }) })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  const agent = await withTenant(t.db, tenantId, (tx) => createAgent(tx, { name: `${slug} agent`, modelId: cat.modelId }));
+  return { tenantId, userId, agentId: agent.id, messageId: message.id };
+}
+
+beforeAll(async () => {
+  t = await openTestDb();
+  cat = await insertAgentCatalog(t.db);
+  a = await insertTenantFixture('tenant-a');
+  b = await insertTenantFixture('tenant-b');
+  counted = t.db.withPlugin(counter);
+});
+afterAll(() => t?.close());
+
+const inA = <T>(fn: (tx: Tx) => Promise<T>) => withTenant(t.db, a.tenantId, fn);
+const inB = <T>(fn: (tx: Tx) => Promise<T>) => withTenant(t.db, b.tenantId, fn);
+
+/** Every resource row, read as the owner: to prove that nothing changed. */
+function snapshot() {
+  return t.db.selectFrom('resources').select(['id', 'tenantId', 'agentId', 'messageId', 'name', 'metadata', 'updatedAt']).orderBy('id').execute();
+}
+
+describe('createResource', () => {
+  it('creates a resource of the current tenant with content, S3 URI, metadata, agent and message', async () => {
+    const resource = await inA((tx) =>
+      createResource(tx, {
+        name: 'handbook.pdf', type: 'pdf', content: 'Chapter 1', s3Uri: 's3://docs/handbook.pdf',
+        metadata: { pages: 12, tags: ['hr'], source: { uploadedBy: 'alice' } }, agentId: a.agentId, messageId: a.messageId,
+      }),
+    );
+    expect(resource).toEqual({
+      id: expect.any(String), agentId: a.agentId, messageId: a.messageId, name: 'handbook.pdf', type: 'pdf', content: 'Chapter 1',
+      s3Uri: 's3://docs/handbook.pdf', metadata: { pages: 12, tags: ['hr'], source: { uploadedBy: 'alice' } },
+      createdAt: expect.any(Date), updatedAt: expect.any(Date),
+    });
+    const row = await t.db.selectFrom('resources').select(['tenantId']).where('id', '=', resource.id).executeTakeFirstOrThrow();
+    expect(row.tenantId).toBe(a.tenantId);
+  });
+
+  it('attaches to a global agent, or to nothing', async () => {
+    const global = await inA((tx) => createResource(tx, { name: 'faq', type: 'text', agentId: cat.globalAgentId }));
+    expect(global).toMatchObject({ agentId: cat.globalAgentId, messageId: null });
+    const bare = await inA((tx) => createResource(tx, { name: 'note', type: 'text' }));
+    expect(bare).toMatchObject({ agentId: null, messageId: null, content: null, s3Uri: null, metadata: {} });
+  });
+
+  it('refuses bad parameters before any SQL, naming the field', async () => {
+    const ok = { name: 'r', type: 'text' };
+    const cases: Array<[string, Record<string, unknown>]> = [
+      ['name', { ...ok, name: '' }],
+      ['name', { ...ok, name: ' ' }],
+      ['type', { ...ok, type: '' }],
+      ['type', { ...ok, type: undefined }],
+      ['content', { ...ok, content: 5 }],
+      ['content', { ...ok, content: 'a\u0000b' }],
+      ['s3Uri', { ...ok, s3Uri: 'https://bucket.example.com/key' }],
+      ['s3Uri', { ...ok, s3Uri: 'S3://bucket/key' }],
+      ['s3Uri', { ...ok, s3Uri: '' }],
+      ['s3Uri', { ...ok, s3Uri: 42 }],
+      ['metadata', { ...ok, metadata: [] }],
+      ['metadata', { ...ok, metadata: null }],
+      ['metadata', { ...ok, metadata: '{}' }],
+      ['metadata', { ...ok, metadata: { at: new Date() } }],
+      ['metadata', { ...ok, metadata: { n: Number.POSITIVE_INFINITY } }],
+      ['agentId', { ...ok, agentId: 'agent-1' }],
+      ['messageId', { ...ok, messageId: 123 }],
+    ];
+    await withTenant(counted, a.tenantId, async (tx) => {
+      counter.reset();
+      for (const [field, params] of cases) {
+        const attempt = createResource(tx, params as never);
+        await expect(attempt, `${field}: ${JSON.stringify(params)}`).rejects.toBeInstanceOf(ValidationError);
+        await expect(attempt).rejects.toMatchObject({ field });
+      }
+      expect(counter.kinds).toEqual([]);
+    });
+  });
+
+  it("another tenant's agent or message is NotFoundError, exactly like unknown ids; nothing is inserted", async () => {
+    const before = await snapshot();
+    const unknown = randomUUID();
+    await expect(inA((tx) => createResource(tx, { name: 'x', type: 'text', agentId: b.agentId }))).rejects.toThrow(new NotFoundError('agent', b.agentId));
+    await expect(inA((tx) => createResource(tx, { name: 'x', type: 'text', agentId: unknown }))).rejects.toThrow(new NotFoundError('agent', unknown));
+    await expect(inA((tx) => createResource(tx, { name: 'x', type: 'text', messageId: b.messageId }))).rejects.toThrow(
+      new NotFoundError('message', b.messageId),
+    );
+    await expect(inA((tx) => createResource(tx, { name: 'x', type: 'text', messageId: unknown }))).rejects.toThrow(new NotFoundError('message', unknown));
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('keeps the keys inside metadata as given (content_type stays content_type)', async () => {
+    const metadata = { content_type: 'application/pdf', page_count: 3, exif: { camera_model: 'x' } };
+    const resource = await inA((tx) => createResource(tx, { name: 'scan', type: 'pdf', metadata }));
+    expect(resource.metadata).toEqual(metadata);
+    expect((await inA((tx) => getResource(tx, { resourceId: resource.id }))).metadata).toEqual(metadata);
+    const stored = await t.db.withoutPlugins().selectFrom('resources').select(sql<unknown>`metadata`.as('m')).where('id', '=', resource.id).executeTakeFirstOrThrow();
+    expect(stored.m).toEqual(metadata);
+  });
+});
+
+describe('getResource', () => {
+  it("returns the tenant's resource; another tenant's is NotFoundError, exactly like an unknown id", async () => {
+    const mine = await inA((tx) => createResource(tx, { name: 'mine', type: 'text', content: 'secret of A' }));
+    expect(await inA((tx) => getResource(tx, { resourceId: mine.id }))).toEqual(mine);
+    await expect(inB((tx) => getResource(tx, { resourceId: mine.id }))).rejects.toThrow(new NotFoundError('resource', mine.id));
+    const unknown = randomUUID();
+    await expect(inB((tx) => getResource(tx, { resourceId: unknown }))).rejects.toThrow(new NotFoundError('resource', unknown));
+    await expect(inB((tx) => getResource(tx, { resourceId: 'x' }))).rejects.toMatchObject({ name: 'ValidationError', field: 'resourceId' });
+  });
+});
+
+describe('listResources', () => {
+  // A tenant of its own, with rows inserted as the owner at given times, so the order is known.
+  let c: TenantFixture;
+  const names: Record<string, string> = {};
+  const inC = <T>(fn: (tx: Tx) => Promise<T>) => withTenant(t.db, c.tenantId, fn);
+
+  beforeAll(async () => {
+    c = await insertTenantFixture('tenant-c');
+    const rows = [
+      { name: 'oldest', createdAt: '2026-01-01T00:00:00.000001Z', agentId: c.agentId, messageId: null },
+      { name: 'middle', createdAt: '2026-01-02T00:00:00Z', agentId: null, messageId: c.messageId },
+      { name: 'tie-1', createdAt: '2026-01-03T00:00:00Z', agentId: c.agentId, messageId: c.messageId },
+      { name: 'tie-2', createdAt: '2026-01-03T00:00:00Z', agentId: c.agentId, messageId: null },
+      { name: 'newest', createdAt: '2026-01-04T00:00:00Z', agentId: null, messageId: null },
+    ];
+    const inserted = await t.db
+      .insertInto('resources')
+      .values(rows.map((r) => ({ tenantId: c.tenantId, type: 'text', ...r })))
+      .returning(['id', 'name'])
+      .execute();
+    for (const r of inserted) names[r.id] = r.name;
+  });
+
+  /** The names of listed resources, in the order listed. */
+  function namesOf(list: Resource[]): string[] {
+    return list.map((r) => names[r.id] ?? r.id);
+  }
+  /** The two rows with equal created_at, in the expected order: by id, descending. */
+  const tieOrder = () => {
+    const [t1, t2] = Object.entries(names).filter(([, n]) => n.startsWith('tie-')).map(([id, n]) => ({ id, n }));
+    return t1!.id > t2!.id ? [t1!.n, t2!.n] : [t2!.n, t1!.n];
+  };
+
+  it("lists the tenant's resources newest first, then by id, in one statement with explicit columns", async () => {
+    const list = await withTenant(counted, c.tenantId, async (tx) => {
+      counter.reset();
+      const l = await listResources(tx);
+      expect(counter.count).toBe(1);
+      return l;
+    });
+    expect(namesOf(list)).toEqual(['newest', ...tieOrder(), 'middle', 'oldest']);
+    expect(Object.keys(list[0]!).sort()).toEqual(['agentId', 'content', 'createdAt', 'id', 'messageId', 'metadata', 'name', 's3Uri', 'type', 'updatedAt']);
+  });
+
+  it('filters by agent, by message, by both, and limits', async () => {
+    expect(namesOf(await inC((tx) => listResources(tx, { agentId: c.agentId })))).toEqual([...tieOrder(), 'oldest']);
+    expect(namesOf(await inC((tx) => listResources(tx, { messageId: c.messageId })))).toEqual(['tie-1', 'middle']);
+    expect(namesOf(await inC((tx) => listResources(tx, { agentId: c.agentId, messageId: c.messageId })))).toEqual(['tie-1']);
+    expect(namesOf(await inC((tx) => listResources(tx, { limit: 2 })))).toEqual(['newest', tieOrder()[0]]);
+    await expect(inC((tx) => listResources(tx, { limit: 0 }))).rejects.toMatchObject({ name: 'ValidationError', field: 'limit' });
+    await expect(inC((tx) => listResources(tx, { limit: 201 }))).rejects.toMatchObject({ name: 'ValidationError', field: 'limit' });
+    await expect(inC((tx) => listResources(tx, { agentId: 'x' }))).rejects.toMatchObject({ name: 'ValidationError', field: 'agentId' });
+    await expect(inC((tx) => listResources(tx, { messageId: 'x' }))).rejects.toMatchObject({ name: 'ValidationError', field: 'messageId' });
+  });
+
+  it("never shows another tenant's resources: filtering by their agent or message gives []", async () => {
+    const bResource = await inB((tx) => createResource(tx, { name: 'B only', type: 'text', agentId: b.agentId, messageId: b.messageId }));
+    expect(await inC((tx) => listResources(tx, { agentId: b.agentId }))).toEqual([]);
+    expect(await inC((tx) => listResources(tx, { messageId: b.messageId }))).toEqual([]);
+    expect((await inC((tx) => listResources(tx))).map((r) => r.id)).not.toContain(bResource.id);
+    const seenByB = (await inB((tx) => listResources(tx, { limit: 200 }))).map((r) => r.id);
+    expect(seenByB).toContain(bResource.id);
+    for (const id of Object.keys(names)) expect(seenByB).not.toContain(id);
+  });
+});
+
+describe('the tenant wall', () => {
+  it("another tenant cannot read, change or delete a resource", async () => {
+    const mine = await inA((tx) => createResource(tx, { name: 'walled', type: 'text', content: 'A only' }));
+    const before = await snapshot();
+    await inB(async (tx) => {
+      expect(await tx.selectFrom('resources').select('id').where('id', '=', mine.id).execute()).toEqual([]);
+      expect((await tx.updateTable('resources').set({ content: 'hijacked' }).where('id', '=', mine.id).executeTakeFirst()).numUpdatedRows).toBe(0n);
+      expect((await tx.deleteFrom('resources').where('id', '=', mine.id).executeTakeFirst()).numDeletedRows).toBe(0n);
+    });
+    await expect(inB((tx) => tx.insertInto('resources').values({ tenantId: a.tenantId, name: 'planted', type: 'text' }).execute())).rejects.toMatchObject({ code: '42501' });
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('outside withTenant every function throws TenantContextError, before any SQL', async () => {
+    counter.reset();
+    await expect(createResource(counted, { name: 'x', type: 'text' })).rejects.toBeInstanceOf(TenantContextError);
+    await expect(getResource(counted, { resourceId: randomUUID() })).rejects.toBeInstanceOf(TenantContextError);
+    await expect(listResources(counted)).rejects.toBeInstanceOf(TenantContextError);
+    expect(counter.count).toBe(0);
+  });
+});

@@ -1,0 +1,116 @@
+import type { Kysely, KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs, QueryResult, RootOperationNode, UnknownRow } from 'kysely';
+import type { DB } from '../../src/db/schema.generated.ts';
+import { insertTenant } from './fixtures.ts';
+
+/** The provider API key of the test catalog: it must never appear in a query result. */
+export const SECRET_API_KEY = 'sk-test-SECRET-provider-key-0123456789';
+
+/** What {@link insertAgentCatalog} inserted. */
+export interface AgentCatalog {
+  roleId: number;
+  providerId: number;
+  modelId: number;
+  promptId: number;
+  /** Tool ids by name: browse, code, search (inserted in that id order: code, search, browse). */
+  tools: { code: number; search: number; browse: number };
+  /** 'Standard Chat': global, with the prompt and the tools search, code, browse (attached in that order). */
+  globalAgentId: string;
+  /** 'FedPulse': global, no prompt, no tools. */
+  plainGlobalAgentId: string;
+}
+
+/**
+ * Inserts as the owner (RLS does not bind it) a small catalog for agent tests: a role, a provider
+ * with an API key and an endpoint, a model, a prompt, three tools and two global agents.
+ * Independent of the seed loader and of data/*.csv.
+ */
+export async function insertAgentCatalog(db: Kysely<DB>): Promise<AgentCatalog> {
+  const role = await db.insertInto('roles').values({ name: 'user' }).returning('id').executeTakeFirstOrThrow();
+  const provider = await db
+    .insertInto('providers')
+    .values({ name: 'google', apiKey: SECRET_API_KEY, endpoint: 'https://llm.example.com/v1' })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  const model = await db
+    .insertInto('models')
+    .values({
+      providerId: provider.id, name: 'Gemini Flash', internalName: 'gemini-flash', type: 'chat', description: 'Fast',
+      maxContext: 1_000_000, maxOutput: 8192, cost1kInput: '0.00015', cost1kOutput: '0.0006',
+      defaultParameters: JSON.stringify({ temperature: 1 }),
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  const prompt = await db
+    .insertInto('prompts')
+    .values({ name: 'standard', version: 2, content: 'You are a careful assistant.' })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  const [code, search, browse] = await db
+    .insertInto('tools')
+    .values([
+      { name: 'code', type: 'builtin', transportType: 'local', customConfig: JSON.stringify({ timeoutMs: 10000 }) },
+      { name: 'search', type: 'builtin', authenticationType: 'api_key', customConfig: JSON.stringify({ maxResults: 10 }) },
+      { name: 'browse', type: 'builtin', description: 'Fetch pages', endpoint: 'https://browse.example.com' },
+    ])
+    .returning('id')
+    .execute();
+  const tools = { code: code!.id, search: search!.id, browse: browse!.id };
+  const global = await db
+    .insertInto('agents')
+    .values({
+      tenantId: null, modelId: model.id, promptId: prompt.id, name: 'Standard Chat', description: 'General purpose',
+      modelParameters: JSON.stringify({ temperature: 0.7 }),
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  await db
+    .insertInto('agentTools')
+    .values([tools.search, tools.code, tools.browse].map((toolId) => ({ agentId: global.id, toolId })))
+    .execute();
+  const plain = await db
+    .insertInto('agents')
+    .values({ tenantId: null, modelId: model.id, name: 'FedPulse' })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return {
+    roleId: role.id, providerId: provider.id, modelId: model.id, promptId: prompt.id, tools,
+    globalAgentId: global.id, plainGlobalAgentId: plain.id,
+  };
+}
+
+/** A tenant (inserted as the owner) with two users. */
+export async function insertTenantWithUsers(db: Kysely<DB>, roleId: number, slug: string) {
+  const { tenantId, userId } = await insertTenant(db, roleId, slug);
+  const second = await db
+    .insertInto('users')
+    .values({ tenantId, email: `second@${slug}.example.com`, roleId })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return { tenantId, userId, secondUserId: second.id };
+}
+
+/**
+ * Counts the statements run through a Kysely instance: add it with `db.withPlugin(counter)`.
+ * Every executed query, built or raw `sql`, passes through transformQuery once.
+ */
+export class QueryCounter implements KyselyPlugin {
+  /** Kinds of the statements seen (SelectQueryNode, InsertQueryNode, RawNode, ...), in order. */
+  readonly kinds: string[] = [];
+
+  get count(): number {
+    return this.kinds.length;
+  }
+
+  reset(): void {
+    this.kinds.length = 0;
+  }
+
+  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
+    this.kinds.push(args.node.kind);
+    return args.node;
+  }
+
+  async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
+    return args.result;
+  }
+}
