@@ -3,21 +3,26 @@ import { boolEnv } from './config.ts';
 import { createDb } from './create-db.ts';
 import { migrate, type MigratorOptions } from './migrator.ts';
 import type { DB } from './schema.generated.ts';
+import { seed, type SeedSummary } from '../seed/seed.ts';
 
 let instance: Promise<Kysely<DB>> | undefined;
 
 /**
- * Brings a database to the state the package expects: applies pending migrations.
- * (Seed data joins this step when the seed loader lands.)
+ * Brings a database to the state the package expects: applies pending migrations, then loads the
+ * seed data of `data/` (and the test admin when TEST_API_KEY is set). Both steps are idempotent.
  */
-export async function syncDatabase(db: Kysely<DB>, options: MigratorOptions = {}): Promise<{ migrated: string[] }> {
+export async function syncDatabase(
+  db: Kysely<DB>,
+  options: MigratorOptions = {},
+): Promise<{ migrated: string[]; seeded: SeedSummary }> {
   const migrated = await migrate(db, options);
-  return { migrated };
+  const seeded = await seed(db, options.log === undefined ? {} : { log: options.log });
+  return { migrated, seeded };
 }
 
 /**
- * The process-wide database, created from the environment on first use and synced (migrated)
- * unless DB_SKIP_SYNC=true. Concurrent first calls share one start-up; a failed start-up is not
+ * The process-wide database, created from the environment on first use and synced (migrated, then
+ * seeded; see syncDatabase) unless DB_SKIP_SYNC=true. Concurrent first calls share one start-up; a failed start-up is not
  * cached, so the next call tries again.
  *
  * @example
