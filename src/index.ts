@@ -2,11 +2,17 @@
  * The database package: the data layer of the multi-tenant chat platform.
  * Services import everything from here; see README.md for the configuration.
  */
+
+// Connections, tenant context, health.
 export { createDb, backendOf, type CreateDbOptions, type Executor, type Tx } from './db/create-db.ts';
 export { getDb, closeDb, syncDatabase } from './db/get-db.ts';
-export { withTenant, isUuid } from './db/tenant.ts';
+export { withTenant, tenantOf, isUuid } from './db/tenant.ts';
 export { checkHealth, type Health } from './db/health.ts';
 export { loadConfig, type DbConfig, type PostgresConfig, type PgliteConfig } from './db/config.ts';
+export { toVectorSql, fromVectorSql } from './db/vector.ts';
+export type { DB } from './db/schema.generated.ts';
+
+// Migrations and seed data.
 export {
   migrate,
   migrateDown,
@@ -16,8 +22,93 @@ export {
   type MigrationStatus,
   type MigratorOptions,
 } from './db/migrator.ts';
-export { toVectorSql, fromVectorSql } from './db/vector.ts';
 export {
+  seed,
+  formatSeedSummary,
+  DEFAULT_DATA_DIR,
+  SEED_FILES,
+  type SeedOptions,
+  type SeedSummary,
+  type SeedFileSummary,
+} from './seed/seed.ts';
+
+// Queries: one module per aggregate.
+export type { Page } from './queries/cursor.ts';
+export { createTenant, getCurrentTenant, type Tenant } from './queries/tenants.ts';
+export {
+  createUser,
+  findUser,
+  getUser,
+  authenticateApiKey,
+  hashApiKey,
+  type User,
+  type ApiKeyOwner,
+} from './queries/users.ts';
+export { can } from './queries/authz.ts';
+export { listModels, getModelByInternalName, type Model, type ModelType } from './queries/models.ts';
+export {
+  createAgent,
+  getAgent,
+  listAgentsForUser,
+  shareAgent,
+  resolveAgent,
+  type Agent,
+  type UserAgent,
+  type AgentRole,
+  type ResolvedAgent,
+  type AgentModel,
+  type AgentPrompt,
+  type AgentProvider,
+  type AgentTool,
+} from './queries/agents.ts';
+export {
+  createConversation,
+  getConversation,
+  listConversations,
+  renameConversation,
+  softDeleteConversation,
+  restoreConversation,
+  purgeDeletedConversations,
+  MAX_TITLE_LENGTH,
+  type Conversation,
+} from './queries/conversations.ts';
+export {
+  appendMessage,
+  listMessages,
+  getThread,
+  MESSAGE_ROLES,
+  MAX_THREAD_DEPTH,
+  type Message,
+  type MessageRole,
+  type MessageContent,
+} from './queries/messages.ts';
+export { createResource, getResource, listResources, type Resource } from './queries/resources.ts';
+export {
+  recordUsage,
+  costSummary,
+  getUserBudget,
+  type UsageRow,
+  type RecordUsageParams,
+  type CostSummaryParams,
+  type CostSummaryRow,
+  type CostPeriod,
+  type CostGrouping,
+  type UserBudget,
+} from './queries/usage.ts';
+export {
+  addChunks,
+  similaritySearch,
+  hybridSearch,
+  EMBEDDING_DIMENSIONS,
+  type ChunkSource,
+  type NewChunk,
+  type SimilarChunk,
+  type HybridChunk,
+} from './queries/vectors.ts';
+
+// Errors.
+export {
+  BudgetExceededError,
   ConfigError,
   MigrationError,
   NotFoundError,
@@ -25,4 +116,4 @@ export {
   ValidationError,
   sqlState,
 } from './db/errors.ts';
-export type { DB } from './db/schema.generated.ts';
+export { SeedError, type SeedProblem } from './seed/errors.ts';

@@ -22,7 +22,14 @@ export interface ApiKeyOwner {
 const USER_COLUMNS = [
   'id', 'email', 'firstName', 'lastName', 'status', 'roleId', 'budget', 'remaining', 'createdAt', 'updatedAt',
 ] as const;
-const API_KEY = /^sk_[A-Za-z0-9_-]{43}$/;
+// Keys we generate are `sk_` + 43 base64url characters; TEST_API_KEY may be any 8..256 visible
+// ASCII characters. Anything else cannot be a key: no need to ask the database.
+const API_KEY = /^[\x21-\x7e]{8,256}$/;
+
+/** True when `value` could be an API key (8..256 visible ASCII characters); others are never looked up. */
+export function isPlausibleApiKey(value: string): boolean {
+  return API_KEY.test(value);
+}
 
 /** The sha256 hex of an API key: what users.api_key_hash stores. */
 export function hashApiKey(apiKey: string): string {
@@ -105,7 +112,7 @@ export async function getUser(db: Executor, params: { userId: string }): Promise
  */
 export async function authenticateApiKey(db: Executor, apiKey: string): Promise<ApiKeyOwner | undefined> {
   if (typeof apiKey !== 'string') throw new ValidationError('apiKey', 'must be a string');
-  if (!API_KEY.test(apiKey)) return undefined; // not one of ours: no need to ask the database
+  if (!isPlausibleApiKey(apiKey)) return undefined;
   const { rows } = await sql<ApiKeyOwner>`
     select tenant_id, user_id, role_id from app.resolve_api_key(${hashApiKey(apiKey)}) limit 2`.execute(db);
   // Hashes are unique per tenant only (a global unique index would not fit a table distributed by

@@ -170,7 +170,7 @@ describe('search queries', () => {
 });
 
 describe('embeddings', () => {
-  const unit = (i: number) => Array.from({ length: 1536 }, (_, d) => (d === i % 1536 ? 1 : 0));
+  const unit = (i: number): number[] => Array.from({ length: 1536 }, (_, d) => (d === i % 1536 ? 1 : 0));
 
   it('10,000 chunks with one bad embedding at the end are refused whole, before any SQL', async () => {
     const chunks = Array.from({ length: 10_000 }, (_, i) => ({ content: `bulk ${i}`, embedding: unit(i) }));
