@@ -24,6 +24,7 @@ export interface CreateDbOptions {
 }
 
 const backends = new WeakMap<Kysely<any>, DbConfig>();
+const pools = new WeakMap<Kysely<any>, pg.Pool>();
 
 /**
  * Creates a `Kysely<DB>` with camelCase names and `number[]` vectors, over a `pg` Pool when the
@@ -35,12 +36,31 @@ const backends = new WeakMap<Kysely<any>, DbConfig>();
  */
 export function createDb(config: DbConfig = loadConfig(), options: CreateDbOptions = {}): Kysely<DB> {
   const plugins = [new SnakeCamelPlugin(), new VectorPlugin()];
-  const db =
-    config.kind === 'postgres'
-      ? new Kysely<DB>({ dialect: new PostgresDialect({ pool: createPool(config, options) }), plugins })
-      : new Kysely<DB>({ dialect: new PGliteDialect({ pglite: () => openPglite(config.storage) }), plugins });
+  let db: Kysely<DB>;
+  if (config.kind === 'postgres') {
+    const pool = createPool(config, options);
+    db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }), plugins });
+    pools.set(db, pool);
+  } else {
+    db = new Kysely<DB>({ dialect: new PGliteDialect({ pglite: () => openPglite(config.storage) }), plugins });
+  }
   backends.set(db, config);
   return db;
+}
+
+/**
+ * Closes a database made by {@link createDb} after the calls in flight have finished: waits (up to
+ * `timeoutMs`) until no pooled connection is checked out or being opened and no caller waits for
+ * one, then destroys it. Kysely's own `destroy()` does not wait: a call still opening its
+ * connection fails with "driver has already been destroyed".
+ */
+export async function closeGracefully(db: Kysely<any>, options: { timeoutMs?: number } = {}): Promise<void> {
+  const pool = pools.get(db);
+  const deadline = Date.now() + (options.timeoutMs ?? 10_000);
+  while (pool !== undefined && pool.totalCount - pool.idleCount + pool.waitingCount > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  await db.destroy();
 }
 
 /** The config a database made by {@link createDb} was created with. */

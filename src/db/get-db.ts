@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
-import { boolEnv } from './config.ts';
-import { createDb } from './create-db.ts';
+import { boolEnv, intEnv } from './config.ts';
+import { closeGracefully, createDb } from './create-db.ts';
 import { migrate, type MigratorOptions } from './migrator.ts';
 import type { DB } from './schema.generated.ts';
 import { seed, type SeedSummary } from '../seed/seed.ts';
@@ -22,12 +22,15 @@ export async function syncDatabase(
 
 /**
  * The process-wide database, created from the environment on first use and synced (migrated, then
- * seeded; see syncDatabase) unless DB_SKIP_SYNC=true. Concurrent first calls share one start-up; a failed start-up is not
- * cached, so the next call tries again.
+ * seeded; see syncDatabase) unless DB_SKIP_SYNC=true. Concurrent first calls share one start-up;
+ * a failed start-up is not cached, so the next call tries again.
+ *
+ * Graceful shutdown: on SIGTERM or SIGINT, when the process has no handler of its own for that
+ * signal, the database lets the calls in flight finish, closes its pool and the process exits 0.
+ * A process with its own handler calls closeDb() itself (DB_HANDLE_SIGNALS=false turns this off).
  *
  * @example
  * const db = await getDb();
- * process.on('SIGTERM', () => void closeDb());
  */
 export function getDb(): Promise<Kysely<DB>> {
   instance ??= (async () => {
@@ -43,14 +46,39 @@ export function getDb(): Promise<Kysely<DB>> {
   instance.catch(() => {
     instance = undefined;
   });
+  if (process.env.DB_HANDLE_SIGNALS?.trim().toLowerCase() !== 'false') handleSignals();
   return instance;
 }
 
-/** Closes the process-wide database (waits for queries in flight); the next getDb() opens a new one. */
+/**
+ * Closes the process-wide database after the calls in flight have finished (at most
+ * DB_SHUTDOWN_TIMEOUT_MS, default 10,000 ms); the next getDb() opens a new one.
+ */
 export async function closeDb(): Promise<void> {
   const current = instance;
   instance = undefined;
   if (current === undefined) return;
   const db = await current.catch(() => undefined);
-  await db?.destroy();
+  if (db !== undefined) await closeGracefully(db, { timeoutMs: intEnv(process.env, 'DB_SHUTDOWN_TIMEOUT_MS', 10_000, 0) });
+}
+
+const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
+let signalsHandled = false;
+
+function handleSignals(): void {
+  if (signalsHandled) return;
+  signalsHandled = true;
+  for (const signal of SIGNALS) {
+    process.once(signal, () => {
+      // Someone else listens too: the process has its own shutdown, which calls closeDb().
+      if (process.listenerCount(signal) > 0) return;
+      closeDb().then(
+        () => process.exit(0),
+        (error: unknown) => {
+          console.error(`database: closing on ${signal} failed: ${error instanceof Error ? error.message : String(error)}`);
+          process.exit(1);
+        },
+      );
+    });
+  }
 }
