@@ -1,10 +1,10 @@
-import { readFileSync } from 'node:fs';
 import type { ColumnInfo, TableInfo } from './columns.ts';
 import { convertText, show } from './convert.ts';
 import { parseCsv } from './csv.ts';
 import type { SeedProblem } from './errors.ts';
 import { displayPath, type FoundSeedFile } from './files.ts';
 import { resolveField } from './references.ts';
+import { readTextFile } from './text-file.ts';
 
 /** One data row of a seed file, converted by its table's column types. */
 export interface SeedRow {
@@ -40,9 +40,14 @@ export function loadSeedFile(
   warnings: string[],
 ): LoadedFile {
   const report = (line: number, column: string, message: string) => problems.push({ file: file.display, line, column, message });
-  const { records, problems: syntax } = parseCsv(readFileSync(file.path, 'utf8'));
-  const [header, ...dataRecords] = records;
   const loaded: LoadedFile = { file, table, columns: [], rows: [] };
+  const content = readTextFile(file.path);
+  if (!content.ok) {
+    report(content.line, '', content.message);
+    return loaded;
+  }
+  const { records, problems: syntax } = parseCsv(content.text);
+  const [header, ...dataRecords] = records;
   if (header === undefined) {
     report(1, '', `empty file: the first line is the header, naming columns of ${table.name}`);
     return loaded;

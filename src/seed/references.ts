@@ -1,5 +1,6 @@
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { readTextFile } from './text-file.ts';
 
 /** What one CSV field stands for once the seed's conventions are applied. */
 export type Resolved =
@@ -23,7 +24,7 @@ const ENV_REF = /^env:([A-Za-z_][A-Za-z0-9_]*)$/;
 
 /**
  * Resolves the seed conventions of one CSV field: `null` → NULL; `file:relative/path` → that file's
- * contents (UTF-8, relative to the CSV's folder); `env:NAME` → the variable's value (unset or empty
+ * contents (strict UTF-8, at most 16 MiB, relative to the CSV's folder); `env:NAME` → the variable's value (unset or empty
  * → NULL and a warning). Anything else is the text itself.
  *
  * @example
@@ -37,7 +38,9 @@ export function resolveField(raw: string, ctx: ReferenceContext): Resolved {
     const shown = ctx.display(path);
     try {
       if (statSync(path).isDirectory()) return { kind: 'error', message: `${raw}: ${shown} is a folder, not a file` };
-      return { kind: 'text', text: readFileSync(path, 'utf8'), via: raw };
+      const content = readTextFile(path);
+      if (!content.ok) return { kind: 'error', message: `${raw}: ${shown}:${content.line}: ${content.message}` };
+      return { kind: 'text', text: content.text, via: raw };
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       const why = code === 'ENOENT' ? 'does not exist' : `cannot be read (${(error as Error).message})`;

@@ -1,3 +1,4 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SeedError } from '../../src/seed/errors.ts';
@@ -105,6 +106,44 @@ describe('seed refuses a bad file, says where, and writes nothing', () => {
     const error = await refused(dir);
     expect(error.problems).toEqual([
       { file: join(dir, 'prompts.csv'), line: 3, column: 'content', message: `file:prompts/missing.txt: ${join(dir, 'prompts', 'missing.txt')} does not exist` },
+    ]);
+  });
+
+  it('a file that is not UTF-8: its line, nothing decoded into replacement characters', async () => {
+    const dir = dataWithAChange();
+    const path = join(dir, 'tools.csv');
+    const bytes = readFileSync(path);
+    const secondLine = bytes.indexOf(0x0a) + 1;
+    // Latin-1 'é' (0xe9) in the second line, as an editor saving in Windows-1252 would write it.
+    writeFileSync(path, Buffer.concat([bytes.subarray(0, secondLine + 3), Buffer.from([0xe9]), bytes.subarray(secondLine + 3)]));
+    const error = await refused(dir);
+    expect(error.problems).toEqual([
+      { file: path, line: 2, column: '', message: `not UTF-8: byte 0xe9 at offset ${secondLine + 3} (save the file as UTF-8)` },
+    ]);
+  });
+
+  it('a file: reference that is not UTF-8 names both files and the line', async () => {
+    const dir = dataWithAChange();
+    writeFileSync(join(dir, 'prompts', 'eagle.txt'), Buffer.from('line one\nline two \xff\xfe\n', 'latin1'));
+    const error = await refused(dir);
+    expect(error.problems).toEqual([
+      {
+        file: join(dir, 'prompts.csv'),
+        line: 4,
+        column: 'content',
+        message: `file:prompts/eagle.txt: ${join(dir, 'prompts', 'eagle.txt')}:2: not UTF-8: byte 0xff at offset 18 (save the file as UTF-8)`,
+      },
+    ]);
+  });
+
+  it('a 50 MB file is refused by its size, before it is parsed', async () => {
+    const dir = dataWithAChange();
+    const path = join(dir, 'roles.csv');
+    const row = '9,"padding padding padding padding padding padding padding padding",9\n';
+    writeFileSync(path, `id,name,display_order\n${row.repeat(Math.ceil((50 * 1024 * 1024) / row.length))}`);
+    const error = await refused(dir);
+    expect(error.problems).toEqual([
+      { file: path, line: 1, column: '', message: expect.stringMatching(/^5\d{7} bytes: a seed file is at most 16777216 bytes/) },
     ]);
   });
 
