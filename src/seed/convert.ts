@@ -28,6 +28,9 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  */
 export function convertText(text: string, column: ColumnInfo): Converted {
   const { baseType } = column;
+  // PostgreSQL text (and json) cannot hold U+0000: refuse it here, where the field is known.
+  const nul = text.indexOf('\u0000');
+  if (nul >= 0) return fail(`contains a NUL character (at position ${nul + 1}), which PostgreSQL cannot store in text`);
   if (TEXT_TYPES.has(baseType)) return checkLength(text, column);
   const value = text.trim();
   if (value === '') return { ok: true, value: null };
