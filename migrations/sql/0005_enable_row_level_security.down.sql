@@ -1,5 +1,8 @@
 -- Why: reverses 0005_enable_row_level_security.
 
+revoke execute on function app.search_text(tsquery, integer, uuid, uuid, integer) from app_user;
+drop function app.search_text(tsquery, integer, uuid, uuid, integer);
+
 revoke execute on function app.resolve_api_key(text) from app_user;
 drop function app.resolve_api_key(text);
 

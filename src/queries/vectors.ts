@@ -174,22 +174,28 @@ export async function hybridSearch(
       select id, row_number() over (order by distance, id) as rank from vector_leg
     ),
     text_leg as (
-      select v.id, row_number() over (order by ts_rank_cd(v.content_tsv, q.query) desc, v.id) as rank
-      from vectors v, websearch_to_tsquery('english', ${params.query}) as q(query)
-      where v.tenant_id = ${tenantId} ${sourceFilter(params, sql`v.`)} and v.content_tsv @@ q.query
-      order by ts_rank_cd(v.content_tsv, q.query) desc, v.id
-      limit ${legSize}
+      -- app.search_text: SECURITY DEFINER, so that the GIN index serves it under row-level security.
+      select t.id, t.rank
+      from app.search_text(websearch_to_tsquery('english', ${params.query}), ${legSize},
+                           ${params.resourceId ?? null}::uuid, ${params.conversationId ?? null}::uuid, ${params.toolId ?? null}::integer) as t
     ),
     fused as (
-      select coalesce(vr.id, tl.id) as id, vr.rank as vector_rank, tl.rank as text_rank,
-             coalesce(1.0 / (${RRF_K} + vr.rank), 0) + coalesce(1.0 / (${RRF_K} + tl.rank), 0) as score
-      from vector_ranked vr full outer join text_leg tl on tl.id = vr.id
+      -- One row per id found by either leg. A union, not a full join: the join below then keys on
+      -- a plain column and becomes a primary-key lookup per id.
+      select id, min(vector_rank) as vector_rank, min(text_rank) as text_rank
+      from (
+        select id, rank as vector_rank, null::bigint as text_rank from vector_ranked
+        union all
+        select id, null, rank from text_leg
+      ) legs
+      group by id
     )
     select v.id, v.content, v.resource_id, v.conversation_id, v.tool_id, v.position,
-           f.score, f.vector_rank::int as vector_rank, f.text_rank::int as text_rank
+           coalesce(1.0 / (${RRF_K} + f.vector_rank), 0) + coalesce(1.0 / (${RRF_K} + f.text_rank), 0) as score,
+           f.vector_rank::int as vector_rank, f.text_rank::int as text_rank
     from fused f
     join vectors v on v.tenant_id = ${tenantId} and v.id = f.id
-    order by f.score desc, v.id
+    order by score desc, v.id
     limit ${k}`.execute(db);
   return rows.map((row) => ({ ...row, score: Number(row.score) }));
 }
@@ -200,11 +206,11 @@ async function useIterativeIndexScan(db: Executor): Promise<void> {
                    set_config('hnsw.ef_search', ${String(DEFAULT_EF_SEARCH)}, true)`.execute(db);
 }
 
-function sourceFilter(params: ChunkSource, alias: RawBuilder<unknown> = sql``): RawBuilder<unknown> {
+function sourceFilter(params: ChunkSource): RawBuilder<unknown> {
   const parts: RawBuilder<unknown>[] = [];
-  if (params.resourceId !== undefined) parts.push(sql`and ${alias}resource_id = ${params.resourceId}`);
-  if (params.conversationId !== undefined) parts.push(sql`and ${alias}conversation_id = ${params.conversationId}`);
-  if (params.toolId !== undefined) parts.push(sql`and ${alias}tool_id = ${params.toolId}`);
+  if (params.resourceId !== undefined) parts.push(sql`and resource_id = ${params.resourceId}`);
+  if (params.conversationId !== undefined) parts.push(sql`and conversation_id = ${params.conversationId}`);
+  if (params.toolId !== undefined) parts.push(sql`and tool_id = ${params.toolId}`);
   return sql.join(parts, sql` `);
 }
 

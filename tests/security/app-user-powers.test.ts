@@ -83,6 +83,24 @@ describe.runIf(onServer)('a login role that is only a member of app_user', () =>
   });
 });
 
+describe('app.search_text (the SECURITY DEFINER full-text leg)', () => {
+  it("returns the current tenant's matches only, and nothing without a tenant context", async () => {
+    const { roleId } = await insertCatalog(t.db);
+    const other = await insertTenant(t.db, roleId);
+    const embedding = `[${Array.from({ length: 1536 }, (_, i) => (i === 0 ? 1 : 0)).join(',')}]`;
+    await sql`insert into vectors (tenant_id, content, embedding) values (${tenantId}, 'the launch codes are secret', ${embedding}::vector)`.execute(t.db);
+    const search = (tx: Parameters<Parameters<typeof withTenant>[2]>[0]) =>
+      sql<{ id: string }>`select id from app.search_text(websearch_to_tsquery('english', 'launch codes'), 10)`.execute(tx).then((r) => r.rows.length);
+    expect(await withTenant(t.db, tenantId, search)).toBe(1);
+    expect(await withTenant(t.db, other.tenantId, search)).toBe(0);
+    const withoutTenant = await t.db.transaction().execute(async (tx) => {
+      await sql`set local role app_user`.execute(tx);
+      return search(tx);
+    });
+    expect(withoutTenant).toBe(0);
+  });
+});
+
 describe('views', () => {
   it('every view in public or app is security_invoker (none bypass row-level security)', async () => {
     const { rows } = await sql<{ view: string; options: string[] | null }>`
