@@ -1,0 +1,186 @@
+/**
+ * Where the benchmark runs: a database of its own on the PostgreSQL server of DATABASE_URL
+ * (default postgres://postgres@127.0.0.1:5432/postgres), created for the run and dropped after,
+ * or embedded PGlite in memory. Each gives the package's Kysely (the measured path) and "bare"
+ * driver connections (pg.Client / the PGlite instance) for the baselines and the bulk load.
+ */
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import { PGlite } from '@electric-sql/pglite';
+import { vector } from '@electric-sql/pglite-pgvector';
+import { Kysely, PGliteDialect } from 'kysely';
+import pg from 'pg';
+import { SnakeCamelPlugin } from '../src/db/camel-case.ts';
+import { postgresConfig } from '../src/db/config.ts';
+import { createDb } from '../src/db/create-db.ts';
+import type { DB } from '../src/db/schema.generated.ts';
+import { VectorPlugin } from '../src/db/vector.ts';
+
+/** The server used when DATABASE_URL is not set. */
+export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+
+/** A query on one bare connection: rows as objects, as the driver gives them. */
+export type BareQuery = <R = Record<string, unknown>>(text: string, params?: unknown[]) => Promise<R[]>;
+
+/** One bare driver connection (no Kysely, no package code). */
+export interface BareClient {
+  query: BareQuery;
+  /** Runs a script of several statements, without parameters (simple query protocol). */
+  script(text: string): Promise<void>;
+  /** `begin` … `commit` around `fn` on this connection (rollback when it throws). */
+  transaction<T>(fn: (query: BareQuery) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** An open benchmark database. */
+export interface Backend {
+  kind: 'server' | 'embedded';
+  /** Human-readable: which server and database, or PGlite memory://. */
+  where: string;
+  /** The package's database handle: createDb() on the server; on PGlite the same dialect and plugins over our own instance. */
+  db: Kysely<DB>;
+  /** A connection URL of the bench database (server only): for the migrate CLI. */
+  url: string | undefined;
+  /** A bare connection, as the owner (bypasses row-level security: a superuser). */
+  bare: BareClient;
+  /** `n` more bare connections (the same single connection `n` times on PGlite). */
+  openBare(n: number): Promise<BareClient[]>;
+  /** Closes everything; drops the database on the server. */
+  close(): Promise<void>;
+}
+
+/** Opens a fresh, empty database on the server. `poolMax`: the package pool's size. */
+export async function openServer(options: { url?: string | undefined; poolMax: number }): Promise<Backend> {
+  const adminUrl = options.url ?? DEFAULT_DATABASE_URL;
+  const name = `bench_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+  const url = withDatabase(adminUrl, name);
+  const db = createDb(postgresConfig({ connectionString: url, poolMax: options.poolMax }));
+  const opened: BareClient[] = [];
+  const openBare = async (n: number) => {
+    const clients = await Promise.all(Array.from({ length: n }, () => serverClient(url)));
+    opened.push(...clients);
+    return clients;
+  };
+  const [bare] = await openBare(1);
+  return {
+    kind: 'server',
+    where: `${redact(adminUrl)} (database ${name}, created for this run and dropped after)`,
+    db,
+    url,
+    bare: bare!,
+    openBare,
+    close: async () => {
+      await db.destroy();
+      await Promise.all(opened.map((c) => c.close().catch(() => {})));
+      const drop = new pg.Client({ connectionString: adminUrl });
+      await drop.connect();
+      await drop.query(`drop database if exists ${name} with (force)`);
+      await drop.end();
+    },
+  };
+}
+
+/** Opens PGlite with pgvector in memory. */
+export async function openEmbedded(): Promise<Backend> {
+  const pglite = await PGlite.create('memory://', { extensions: { vector } });
+  // What createDb({ kind: 'pglite' }) builds, over an instance we hold, so that the bare baseline
+  // can use the very same connection.
+  const db = new Kysely<DB>({ dialect: new PGliteDialect({ pglite }), plugins: [new SnakeCamelPlugin(), new VectorPlugin()] });
+  const bare = pgliteClient(pglite);
+  return {
+    kind: 'embedded',
+    where: 'embedded PGlite, memory://',
+    db,
+    url: undefined,
+    bare,
+    openBare: async (n) => Array.from({ length: n }, () => bare),
+    close: async () => {
+      await db.destroy();
+    },
+  };
+}
+
+async function serverClient(url: string): Promise<BareClient> {
+  const client = new pg.Client({ connectionString: url, application_name: 'bench-bare' });
+  client.on('error', () => {});
+  await client.connect();
+  const query: BareQuery = async (text, params) => (await client.query(text, params as unknown[])).rows;
+  return {
+    query,
+    script: async (text) => {
+      await client.query(text);
+    },
+    transaction: async (fn) => {
+      await client.query('begin');
+      try {
+        const result = await fn(query);
+        await client.query('commit');
+        return result;
+      } catch (error) {
+        await client.query('rollback').catch(() => {});
+        throw error;
+      }
+    },
+    close: () => client.end(),
+  };
+}
+
+function pgliteClient(pglite: PGlite): BareClient {
+  return {
+    query: async (text, params) => (await pglite.query(text, params as unknown[])).rows as never,
+    script: async (text) => {
+      await pglite.exec(text);
+    },
+    transaction: (fn) => pglite.transaction((tx) => fn(async (text, params) => (await tx.query(text, params as unknown[])).rows as never)),
+    close: async () => {},
+  };
+}
+
+/** `postgres://…/name` with the database part replaced. */
+export function withDatabase(url: string, name: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${name}`;
+  return parsed.toString();
+}
+
+/** The URL without its password. */
+export function redact(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.password !== '') parsed.password = '***';
+  return parsed.toString();
+}
+
+/** PostgreSQL and pgvector versions, and the settings that matter for these figures. */
+export async function describeDatabase(bare: BareClient): Promise<{ versions: Record<string, string>; settings: Record<string, string> }> {
+  const [v] = await bare.query<{ version: string; vector: string | null }>(
+    `select version() as version, (select extversion from pg_extension where extname = 'vector') as vector`,
+  );
+  const names = [
+    'shared_buffers', 'work_mem', 'maintenance_work_mem', 'max_parallel_maintenance_workers', 'max_parallel_workers_per_gather',
+    'effective_cache_size', 'synchronous_commit', 'fsync', 'jit', 'random_page_cost',
+  ];
+  const rows = await bare.query<{ name: string; setting: string }>(
+    `select name, current_setting(name) as setting from pg_settings where name = any($1::text[]) order by name`,
+    [names],
+  );
+  return {
+    versions: { postgres: v?.version ?? '?', pgvector: v?.vector ?? '?' },
+    settings: Object.fromEntries(rows.map((r) => [r.name, r.setting])),
+  };
+}
+
+/** Cores, memory and CPU of this machine, and the Node.js running the benchmark. */
+export function describeMachine(): Record<string, string | number> {
+  return {
+    cores: os.availableParallelism(),
+    memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    cpu: os.cpus()[0]?.model ?? '?',
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    loadAverage: os.loadavg().map((x) => x.toFixed(2)).join(' '),
+  };
+}

@@ -1,0 +1,173 @@
+/**
+ * npm run bench [-- --quick] [--embedded] [--vectors N] [--only LIST] [--keep] [--seed N]
+ *
+ * Builds a synthetic multi-tenant world in a database of its own (on the server of DATABASE_URL,
+ * default postgres://postgres@127.0.0.1:5432/postgres, created and dropped; or embedded PGlite in
+ * memory with --embedded), runs the scenarios, prints a table with each one's baseline and ratio
+ * and the issue's goals, and writes bench/results/<backend>.json (<backend>-quick.json for
+ * --quick). An embedded run also compares itself with bench/results/server*.json when present.
+ *
+ *   --quick        CI smoke size (10,000 vectors on the server, fewer iterations): under two minutes
+ *   --embedded     PGlite (memory://) instead of the server
+ *   --vectors N    vectors of the big tenant (default 100,000; embedded 20,000; quick 10,000/4,000)
+ *   --only LIST    comma list of: migrate, lookups, ingest, search, usage (default: all)
+ *   --keep         do not drop the server database at the end (prints its URL), for profiling
+ *   --after-migrate FILE   run this SQL script as the owner right after the migrations (before the
+ *                  load): measures a proposed migration without touching migrations/ (see bench/experiments/)
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { DEFAULT_DATABASE_URL, describeDatabase, describeMachine, openEmbedded, openServer, redact, type Backend } from './backend.ts';
+import { loadWorld } from './data.ts';
+import { buildHnsw, dropHnsw } from './hnsw.ts';
+import { say } from './progress.ts';
+import { formatReport, readServerReport, resultsPath, writeReport, type Report, type Result } from './report.ts';
+import { ingestScenario } from './scenarios/ingest.ts';
+import { lookupScenarios } from './scenarios/lookups.ts';
+import { migrateScenario } from './scenarios/migrate.ts';
+import { searchScenarios } from './scenarios/search.ts';
+import { usageScenarios } from './scenarios/usage.ts';
+import { settingsFor } from './settings.ts';
+
+const GROUPS = ['migrate', 'lookups', 'ingest', 'search', 'usage'] as const;
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    embedded: { type: 'boolean', default: false },
+    vectors: { type: 'string' },
+    only: { type: 'string' },
+    keep: { type: 'boolean', default: false },
+    seed: { type: 'string' },
+    'after-migrate': { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (values.help) {
+  console.log('usage: npm run bench -- [--quick] [--embedded] [--vectors N] [--only migrate,lookups,ingest,search,usage] [--keep] [--seed N] [--after-migrate FILE]');
+  process.exit(0);
+}
+const only = new Set((values.only ?? GROUPS.join(',')).split(',').map((g) => g.trim()));
+for (const g of only) if (!(GROUPS as readonly string[]).includes(g)) throw new Error(`--only: unknown group ${g}`);
+const settings = settingsFor({
+  quick: values.quick,
+  embedded: values.embedded,
+  vectors: values.vectors === undefined ? undefined : Number(values.vectors),
+  seed: values.seed === undefined ? undefined : Number(values.seed),
+});
+
+const started = performance.now();
+const startedAt = new Date().toISOString();
+const url = process.env.DATABASE_URL?.trim() || undefined;
+let backend: Backend;
+if (values.embedded) {
+  say('backend: embedded PGlite (memory://)');
+  backend = await openEmbedded();
+} else {
+  say(
+    url === undefined
+      ? `backend: PostgreSQL server — DATABASE_URL is not set, using the default ${DEFAULT_DATABASE_URL}`
+      : `backend: PostgreSQL server of DATABASE_URL ${redact(url)}`,
+  );
+  backend = await openServer({ url, poolMax: 10 });
+}
+say(`${settings.mode} run: ${settings.bigTenantVectors.toLocaleString('en-US')} vectors in the big tenant; ${backend.where}`);
+
+const results: Result[] = [];
+const load: Record<string, unknown> = {};
+let keep = false;
+try {
+  if (only.has('migrate')) results.push(await migrateScenario(backend));
+  else await migrateScenario(backend);
+  const afterMigrate = values['after-migrate'];
+  if (afterMigrate !== undefined) {
+    say(`applying ${afterMigrate} after the migrations (an experiment: not a migration of the package)`);
+    await backend.bare.script(readFileSync(afterMigrate, 'utf8'));
+    load.afterMigrate = afterMigrate;
+  }
+  const { versions, settings: databaseSettings } = await describeDatabase(backend.bare);
+
+  const definition = await dropHnsw(backend.bare);
+  const world = await loadWorld(backend.bare, settings, { binaryVectors: backend.kind === 'server' });
+  await backend.bare.query('analyze');
+  load.counts = world.counts;
+  load.seconds = world.seconds;
+  load.vectorsPerSecond = (world.counts.vectors ?? 0) / (world.seconds.vectors ?? 1);
+
+  let ingestWithout: Result | undefined;
+  if (only.has('ingest')) {
+    ingestWithout = await ingestScenario(backend, world, { withIndex: false });
+    results.push(ingestWithout);
+  }
+  const watcher = backend.kind === 'server' ? (await backend.openBare(1))[0] : undefined;
+  const build = await buildHnsw(backend.bare, definition, { maintenanceWorkMem: settings.maintenanceWorkMem, rows: world.counts.vectors ?? 0, watcher });
+  load.hnsw = build;
+  if (!build.matchesMigration) throw new Error('the rebuilt HNSW index differs from the migration’s');
+  await backend.bare.query('vacuum analyze vectors');
+  results.push({
+    id: 'load.hnswBuild',
+    group: 'load',
+    label: `HNSW build, ${(world.counts.vectors ?? 0).toLocaleString('en-US')} vectors`,
+    figures: { seconds: build.seconds, 'index MiB': build.sizeMiB, maintenance_work_mem: build.maintenanceWorkMem, 'parallel workers': build.parallelWorkers },
+  });
+  results.push({
+    id: 'load.vectors',
+    group: 'load',
+    label: `bulk load of vectors (owner, ${settings.loadBatch}-row statements, ${backend.kind === 'server' ? 'binary' : 'text'} vectors)`,
+    rate: { perSecond: load.vectorsPerSecond as number, unit: 'vectors', concurrency: 1 },
+    figures: { seconds: world.seconds.vectors ?? 0, rows: world.counts.vectors ?? 0, 'rows per statement': settings.loadBatch },
+  });
+
+  if (only.has('lookups')) results.push(...(await lookupScenarios(backend, world)));
+  if (only.has('search')) results.push(...(await searchScenarios(backend, world)));
+  if (only.has('usage')) results.push(...(await usageScenarios(backend, world)));
+  if (only.has('ingest')) results.push(await ingestScenario(backend, world, { withIndex: true, ...(ingestWithout ? { without: ingestWithout } : {}) }));
+
+  const order = ['migrate', 'load', 'lookup', 'search', 'ingest', 'usage'];
+  results.sort((a, b) => order.indexOf(a.id.split('.')[0]!) - order.indexOf(b.id.split('.')[0]!));
+  const server = backend.kind === 'embedded' ? readServerReport(settings.mode) : undefined;
+  const report: Report = {
+    backend: backend.kind,
+    mode: settings.mode,
+    startedAt,
+    seconds: (performance.now() - started) / 1000,
+    where: backend.where,
+    settings: { ...settings },
+    versions,
+    databaseSettings,
+    machine: describeMachine(),
+    load,
+    results,
+    ...(server === undefined
+      ? {}
+      : {
+          comparison: {
+            file: server.path,
+            startedAt: server.report.startedAt,
+            mode: server.report.mode,
+            bigTenantVectors: server.report.settings.bigTenantVectors,
+          },
+        }),
+  };
+  const path = resultsPath(backend.kind, settings.mode, values.only !== undefined);
+  writeReport(path, report);
+  console.log('');
+  console.log(`bench: ${backend.kind === 'server' ? 'PostgreSQL server' : 'embedded PGlite'}, ${settings.mode} run, ${report.seconds.toFixed(0)} s — ${(versions.postgres ?? '?').split(',')[0]}, pgvector ${versions.pgvector}; ${report.machine.cores} cores, ${report.machine.memoryGiB} GiB`);
+  if (server !== undefined) {
+    console.log(`compared with ${server.path} (${server.report.mode} run of ${server.report.startedAt}, ${String(server.report.settings.bigTenantVectors)} big-tenant vectors)`);
+  } else if (backend.kind === 'embedded') {
+    console.log('no bench/results/server*.json to compare with: run npm run bench first');
+  }
+  console.log('');
+  console.log(formatReport(report, server?.report));
+  console.log('');
+  console.log(`results written to ${path}`);
+  keep = values.keep;
+} finally {
+  if (keep && backend.url !== undefined) {
+    say(`--keep: database left in place: ${redact(backend.url)}`);
+    await backend.db.destroy();
+    process.exit(process.exitCode ?? 0);
+  }
+  await backend.close();
+}

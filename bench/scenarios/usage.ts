@@ -1,0 +1,138 @@
+/**
+ * recordUsage at concurrency 8 over the budgeted users of every tenant (inside withTenant: one
+ * charge per transaction), against a bare INSERT of one usage row (autocommit, 8 connections);
+ * then all 8 workers charging one user (the row lock serializes them). Afterwards every
+ * budgeted user must satisfy remaining = budget − sum(cost): no lost update.
+ */
+import { withTenant } from '../../src/db/tenant.ts';
+import { recordUsage } from '../../src/queries/usage.ts';
+import type { Backend } from '../backend.ts';
+import { captureStatements, type Statement } from '../capture.ts';
+import type { World } from '../data.ts';
+import { cpuFigures, cpuMeter } from '../cpu.ts';
+import { concurrent, ratio } from '../measure.ts';
+import { say } from '../progress.ts';
+import type { Result } from '../report.ts';
+
+const CONCURRENCY = 8;
+
+/** The recordUsage runs and the lost-update check. */
+export async function usageScenarios(backend: Backend, world: World): Promise<Result[]> {
+  const s = world.settings;
+  const payers = world.tenants.flatMap((t) => t.budgeted.map((userId) => ({ tenantId: t.id, userId })));
+  const unlimited = world.tenants.flatMap((t) => t.unlimited.map((userId) => ({ tenantId: t.id, userId })));
+  let key = 0;
+  const charge = (tenantId: string, userId: string, i: number) =>
+    withTenant(backend.db, tenantId, (tx) =>
+      recordUsage(tx, {
+        userId,
+        modelId: world.modelIds[i % 2]!,
+        type: 'chat',
+        inputTokens: 200 + (i % 3000),
+        outputTokens: 50 + (i % 700),
+        idempotencyKey: `bench-${(key += 1)}`,
+      }),
+    );
+
+  say(`recordUsage: concurrency ${CONCURRENCY} for ${s.usageSeconds} s over ${payers.length} budgeted users…`);
+  const meter = await cpuMeter(backend);
+  const spread = await concurrent((_, i) => {
+    const p = payers[(i * 7919) % payers.length]!;
+    return charge(p.tenantId, p.userId, i);
+  }, { concurrency: CONCURRENCY, durationMs: s.usageSeconds * 1000 });
+  const spent = await meter();
+
+  say(`bare INSERT of a usage row: concurrency ${CONCURRENCY} for ${s.usageSeconds} s…`);
+  const clients = await backend.openBare(CONCURRENCY);
+  const bareMeter = await cpuMeter(backend);
+  const bare = await concurrent((w, i) => {
+    const p = unlimited[(i * 7919) % unlimited.length] ?? payers[0]!;
+    return clients[w]!.query(
+      `insert into usage (tenant_id, user_id, model_id, type, input_tokens, output_tokens, cost) values ($1, $2, $3, 'bare-insert', $4, $5, $6)`,
+      [p.tenantId, p.userId, world.modelIds[i % 2], 200 + (i % 3000), 50 + (i % 700), '0.0123'],
+    );
+  }, { concurrency: CONCURRENCY, durationMs: s.usageSeconds * 1000 });
+  const bareSpent = await bareMeter();
+
+  // The package's own statements, replayed through bare connections in the same transaction
+  // shape: what the charges cost without the package's client-side work.
+  const sample = payers[0]!;
+  const sampleKey = `bench-capture-${Date.now()}`;
+  const captured = await captureStatements(backend.db, sample.tenantId, (tx) =>
+    recordUsage(tx, { userId: sample.userId, modelId: world.modelIds[0]!, type: 'chat', inputTokens: 200, outputTokens: 50, idempotencyKey: sampleKey }),
+  );
+  if (captured.length !== 2) throw new Error(`recordUsage sent ${captured.length - 1} statements; the replay expects one`);
+  const [setup, chargeStatement] = captured as [Statement, Statement];
+  say(`the same charge SQL through bare connections (same transaction shape): concurrency ${CONCURRENCY} for ${s.usageSeconds} s…`);
+  const replayMeter = await cpuMeter(backend);
+  const replay = await concurrent((w, i) => {
+    const p = payers[(i * 7919) % payers.length]!;
+    const swap = (v: unknown) => (v === sample.tenantId ? p.tenantId : v === sample.userId ? p.userId : v === sampleKey ? `bench-${(key += 1)}` : v);
+    return clients[w]!.transaction(async (q) => {
+      await q(setup.sql, setup.parameters.map(swap));
+      await q(chargeStatement.sql, chargeStatement.parameters.map(swap));
+    });
+  }, { concurrency: CONCURRENCY, durationMs: s.usageSeconds * 1000 });
+  const replaySpent = await replayMeter();
+
+  const hotUser = { tenantId: world.big.id, userId: world.big.budgeted[0]! };
+  say(`recordUsage: concurrency ${CONCURRENCY}, all on one user, for ${Math.max(1, s.usageSeconds / 2)} s…`);
+  const hot = await concurrent((_, i) => charge(hotUser.tenantId, hotUser.userId, i), {
+    concurrency: CONCURRENCY,
+    durationMs: Math.max(1, s.usageSeconds / 2) * 1000,
+  });
+
+  const [check] = await backend.bare.query<{ users: number; lost: number; charges: number }>(
+    `select count(*)::int as users,
+            count(*) filter (where u.remaining is distinct from u.budget - coalesce(s.spent, 0))::int as lost,
+            (select count(*)::int from usage where idempotency_key like 'bench-%') as charges
+     from users u
+     left join (select tenant_id, user_id, sum(cost) as spent from usage where type <> 'bare-insert' group by 1, 2) s
+       on s.tenant_id = u.tenant_id and s.user_id = u.id
+     where u.budget is not null`,
+  );
+  const expected = spread.operations + hot.operations + replay.operations + 1;
+  const consistent = check !== undefined && check.lost === 0 && check.charges === expected;
+  const group = `recordUsage (concurrency ${CONCURRENCY}; pool ${CONCURRENCY}+ connections)`;
+  return [
+    {
+      id: 'usage.recordUsage',
+      group,
+      label: `recordUsage, ${payers.length} users`,
+      latency: spread.latency,
+      rate: { perSecond: spread.perSecond, unit: 'charges', concurrency: CONCURRENCY },
+      baseline: { label: 'bare INSERT usage row', latency: bare.latency, rate: { perSecond: bare.perSecond, unit: 'rows', concurrency: CONCURRENCY } },
+      ratio: { value: ratio(spread.perSecond, bare.perSecond), of: 'rate' },
+      figures: {
+        'users checked': check?.users ?? 0,
+        'lost updates': check?.lost ?? -1,
+        'charges recorded / made': `${check?.charges ?? '?'}/${expected}`,
+        ...cpuFigures(spent, spread.operations),
+        'bare INSERT CPU ms/op': Object.values(cpuFigures(bareSpent, bare.operations))[0] ?? Number.NaN,
+      },
+      goals: [
+        { text: '≥ 2,000 charges/s', met: spread.perSecond >= 2000, actual: `${Math.round(spread.perSecond).toLocaleString('en-US')}/s` },
+        { text: 'zero lost updates (remaining = budget − sum(cost))', met: consistent, actual: `${check?.lost ?? '?'} lost, ${check?.charges ?? '?'}/${expected} rows` },
+      ],
+    },
+    {
+      id: 'usage.replay',
+      group,
+      label: 'same charge SQL, bare connections',
+      latency: replay.latency,
+      rate: { perSecond: replay.perSecond, unit: 'charges', concurrency: CONCURRENCY },
+      baseline: { label: 'recordUsage (package)', latency: spread.latency, rate: { perSecond: spread.perSecond, unit: 'charges', concurrency: CONCURRENCY } },
+      ratio: { value: ratio(replay.perSecond, spread.perSecond), of: 'rate' },
+      figures: cpuFigures(replaySpent, replay.operations),
+    },
+    {
+      id: 'usage.hotUser',
+      group,
+      label: 'recordUsage, one hot user',
+      latency: hot.latency,
+      rate: { perSecond: hot.perSecond, unit: 'charges', concurrency: CONCURRENCY },
+      baseline: { label: 'spread over users', latency: spread.latency, rate: { perSecond: spread.perSecond, unit: 'charges', concurrency: CONCURRENCY } },
+      ratio: { value: ratio(hot.perSecond, spread.perSecond), of: 'rate' },
+    },
+  ];
+}
