@@ -9,17 +9,17 @@ import { createAgent, getAgent, listAgentsForUser, resolveAgent, shareAgent, typ
 import {
   insertAgentCatalog,
   insertTenantWithUsers,
-  QueryCounter,
   SECRET_API_KEY,
   type AgentCatalog,
 } from '../support/agent-fixtures.ts';
+import { QueryRecorder } from '../support/query-recorder.ts';
 import { openTestDb, type TestDb } from '../support/test-db.ts';
 
 let t: TestDb;
 let cat: AgentCatalog;
 let a: { tenantId: string; userId: string; secondUserId: string };
 let b: { tenantId: string; userId: string; secondUserId: string };
-const counter = new QueryCounter();
+const counter = new QueryRecorder();
 let counted: Kysely<DB>;
 
 beforeAll(async () => {

@@ -7,7 +7,8 @@ import type { DB } from '../../src/db/schema.generated.ts';
 import { withTenant } from '../../src/db/tenant.ts';
 import { createAgent } from '../../src/queries/agents.ts';
 import { createResource, getResource, listResources, type Resource } from '../../src/queries/resources.ts';
-import { insertAgentCatalog, insertTenantWithUsers, QueryCounter, type AgentCatalog } from '../support/agent-fixtures.ts';
+import { insertAgentCatalog, insertTenantWithUsers, type AgentCatalog } from '../support/agent-fixtures.ts';
+import { QueryRecorder } from '../support/query-recorder.ts';
 import { openTestDb, type TestDb } from '../support/test-db.ts';
 
 interface TenantFixture {
@@ -21,7 +22,7 @@ let t: TestDb;
 let cat: AgentCatalog;
 let a: TenantFixture;
 let b: TenantFixture;
-const counter = new QueryCounter();
+const counter = new QueryRecorder();
 let counted: Kysely<DB>;
 
 /** A tenant (as the owner) with a user, a conversation with one message, and (as app_user) an agent. */

@@ -7,8 +7,9 @@ import type { DB } from '../../src/db/schema.generated.ts';
 import { withTenant } from '../../src/db/tenant.ts';
 import { costSummary, getUserBudget, recordUsage, type CostSummaryRow, type RecordUsageParams } from '../../src/queries/usage.ts';
 import { insertCatalog, insertTenant } from '../support/fixtures.ts';
+import { QueryRecorder } from '../support/query-recorder.ts';
 import { onServer, openTestDb, type TestDb } from '../support/test-db.ts';
-import { insertModel, insertUsageRows, insertUser, QuerySpy, remainingOf, usageOf } from '../support/usage-fixtures.ts';
+import { insertModel, insertUsageRows, insertUser, remainingOf, usageOf } from '../support/usage-fixtures.ts';
 
 let t: TestDb;
 let roleId: number;
@@ -156,7 +157,7 @@ describe('recordUsage', () => {
   });
 
   it('refuses bad parameters with a ValidationError before any SQL', async () => {
-    const spy = new QuerySpy();
+    const spy = new QueryRecorder();
     const spied = t.db.withPlugin(spy);
     const userId = a.userId;
     const bad: [string, Partial<RecordUsageParams> & Record<string, unknown>][] = [
@@ -553,13 +554,13 @@ describe('costSummary', () => {
   });
 
   it('filters by tenant_id through a usage index led by tenant_id', async () => {
-    const spy = new QuerySpy();
+    const spy = new QueryRecorder();
     const spied = t.db.withPlugin(spy);
     for (const by of [undefined, 'model', 'user', 'agent'] as const) {
       const plan = await withTenant(spied, s.tenantId, async (tx) => {
         await sql`set local enable_seqscan = off`.execute(tx);
         await costSummary(tx, by === undefined ? { from, to, groupBy: 'week' } : { from, to, groupBy: 'week', by });
-        const node = spy.queries.at(-1);
+        const node = spy.queries.at(-1)?.node;
         if (node === undefined) throw new Error('no query seen');
         const compiled = t.db.getExecutor().compileQuery(node, { queryId: 'explain' });
         const { rows } = await tx.executeQuery<{ 'QUERY PLAN': string }>(CompiledQuery.raw(`explain ${compiled.sql}`, [...compiled.parameters]));

@@ -1,4 +1,4 @@
-import type { Kysely, KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs, QueryResult, RootOperationNode, UnknownRow } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { DB } from '../../src/db/schema.generated.ts';
 import { insertTenant } from './fixtures.ts';
 
@@ -87,30 +87,4 @@ export async function insertTenantWithUsers(db: Kysely<DB>, roleId: number, slug
     .returning('id')
     .executeTakeFirstOrThrow();
   return { tenantId, userId, secondUserId: second.id };
-}
-
-/**
- * Counts the statements run through a Kysely instance: add it with `db.withPlugin(counter)`.
- * Every executed query, built or raw `sql`, passes through transformQuery once.
- */
-export class QueryCounter implements KyselyPlugin {
-  /** Kinds of the statements seen (SelectQueryNode, InsertQueryNode, RawNode, ...), in order. */
-  readonly kinds: string[] = [];
-
-  get count(): number {
-    return this.kinds.length;
-  }
-
-  reset(): void {
-    this.kinds.length = 0;
-  }
-
-  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
-    this.kinds.push(args.node.kind);
-    return args.node;
-  }
-
-  async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
-    return args.result;
-  }
 }

@@ -4,21 +4,12 @@
  * owner; and a way to see the exact SQL a query function runs, to EXPLAIN it.
  */
 import { randomUUID } from 'node:crypto';
-import {
-  CompiledQuery,
-  sql,
-  type Kysely,
-  type KyselyPlugin,
-  type PluginTransformQueryArgs,
-  type PluginTransformResultArgs,
-  type QueryResult,
-  type RootOperationNode,
-  type UnknownRow,
-} from 'kysely';
+import { CompiledQuery, sql, type Kysely } from 'kysely';
 import type { Tx } from '../../src/db/create-db.ts';
 import type { DB } from '../../src/db/schema.generated.ts';
 import { withTenant } from '../../src/db/tenant.ts';
 import { insertCatalog, insertTenant } from './fixtures.ts';
+import { QueryRecorder } from './query-recorder.ts';
 
 export interface ChatWorld {
   modelId: number;
@@ -55,17 +46,6 @@ export async function insertChatWorld(db: Kysely<DB>): Promise<ChatWorld> {
   };
 }
 
-/** A plugin that remembers the queries it sees (after the other plugins: the SQL as sent). */
-class CaptureQueries implements KyselyPlugin {
-  readonly queries: { node: RootOperationNode; queryId: PluginTransformQueryArgs['queryId'] }[] = [];
-  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
-    this.queries.push({ node: args.node, queryId: args.queryId });
-    return args.node;
-  }
-  async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
-    return args.result;
-  }
-}
 
 /** One node of an EXPLAIN (format json) plan. */
 export interface PlanNode {
@@ -87,7 +67,7 @@ export function planNodes(node: PlanNode): PlanNode[] {
  * statement `fn` ran, with its parameters: the exact SQL a query function sends.
  */
 export async function explainLast(db: Kysely<DB>, tenantId: string, fn: (tx: Tx) => Promise<unknown>): Promise<{ sql: string; plan: PlanNode }> {
-  const capture = new CaptureQueries();
+  const capture = new QueryRecorder();
   const spy = db.withPlugin(capture);
   await withTenant(spy, tenantId, fn);
   const last = capture.queries.at(-1);
@@ -107,7 +87,7 @@ export async function explainLast(db: Kysely<DB>, tenantId: string, fn: (tx: Tx)
  * own set-up statement not counted): proves that validation happens before any SQL.
  */
 export async function runCounting(db: Kysely<DB>, tenantId: string, fn: (tx: Tx) => Promise<unknown>): Promise<{ error: unknown; statements: number }> {
-  const capture = new CaptureQueries();
+  const capture = new QueryRecorder();
   let error: unknown;
   let statements = 0;
   await withTenant(db.withPlugin(capture), tenantId, async (tx) => {

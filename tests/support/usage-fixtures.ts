@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Insertable, Kysely, KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs, QueryResult, RootOperationNode, UnknownRow } from 'kysely';
+import type { Insertable, Kysely } from 'kysely';
 import type { DB, Usage } from '../../src/db/schema.generated.ts';
 
 /** Per-1k-token prices of a test model, as exact decimal text. */
@@ -60,19 +60,4 @@ export async function usageOf(db: Kysely<DB>, userId: string) {
     .orderBy('createdAt')
     .orderBy('id')
     .execute();
-}
-
-/**
- * A plugin that records every query sent through the Kysely it is added to (`db.withPlugin(spy)`);
- * added last, it sees the query after the camelCase plugin made it snake_case.
- */
-export class QuerySpy implements KyselyPlugin {
-  readonly queries: RootOperationNode[] = [];
-  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
-    this.queries.push(args.node);
-    return args.node;
-  }
-  async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
-    return args.result;
-  }
 }
