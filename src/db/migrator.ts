@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql, type Kysely } from 'kysely';
 import { Umzug, type UmzugStorage } from 'umzug';
 import { intEnv } from './config.ts';
+import { displayPath } from './display-path.ts';
 import { MigrationError, sqlState } from './errors.ts';
 import { splitSqlStatements, type SqlStatement } from './sql-statements.ts';
 
@@ -61,14 +62,14 @@ interface LedgerRow {
 
 /** Reads and checks the migration files of `dir`, ordered by name. */
 export function readMigrationFiles(dir: string = DEFAULT_MIGRATIONS_DIR): MigrationFile[] {
-  if (!existsSync(dir)) throw new MigrationError(`migrations folder ${display(dir)} does not exist`);
+  if (!existsSync(dir)) throw new MigrationError(`migrations folder ${displayPath(dir)} does not exist`);
   const byName = new Map<string, Partial<Record<'up' | 'down', string>>>();
   for (const entry of readdirSync(dir)) {
     if (!entry.endsWith('.sql')) continue;
     const match = FILE.exec(entry);
     if (match === null) {
       throw new MigrationError(
-        `${display(join(dir, entry))}: a migration file is named NNNN_verb_object.up.sql or .down.sql (lowercase)`,
+        `${displayPath(join(dir, entry))}: a migration file is named NNNN_verb_object.up.sql or .down.sql (lowercase)`,
       );
     }
     const [, name, direction] = match as unknown as [string, string, 'up' | 'down'];
@@ -80,7 +81,7 @@ export function readMigrationFiles(dir: string = DEFAULT_MIGRATIONS_DIR): Migrat
     const pair = byName.get(name)!;
     if (pair.up === undefined || pair.down === undefined) {
       const missing = pair.up === undefined ? 'up' : 'down';
-      throw new MigrationError(`migration ${name} has no ${missing} file ${display(join(dir, `${name}.${missing}.sql`))}`);
+      throw new MigrationError(`migration ${name} has no ${missing} file ${displayPath(join(dir, `${name}.${missing}.sql`))}`);
     }
     const number = name.slice(0, 4);
     const other = numbers.get(number);
@@ -115,7 +116,7 @@ export async function migrateDown(
 ): Promise<string[]> {
   return withMigrationSession(db, options, async (session) => {
     if (typeof target.to === 'string' && !session.files.some((f) => f.name === target.to)) {
-      throw new MigrationError(`--to ${target.to}: no such migration in ${display(session.dir)}`);
+      throw new MigrationError(`--to ${target.to}: no such migration in ${displayPath(session.dir)}`);
     }
     const umzug = session.umzug();
     if (typeof target.to === 'string' && !(await session.appliedNames()).includes(target.to)) {
@@ -291,10 +292,10 @@ function verifyChecksums(dir: string, files: MigrationFile[], ledger: LedgerRow[
   for (const row of ledger) {
     const file = files.find((f) => f.name === row.name);
     if (file === undefined) {
-      problems.push(`${display(join(dir, `${row.name}.up.sql`))} was applied but is gone (deleted or renamed)`);
+      problems.push(`${displayPath(join(dir, `${row.name}.up.sql`))} was applied but is gone (deleted or renamed)`);
     } else if (file.checksum !== row.checksum) {
       problems.push(
-        `${display(file.upPath)} was edited after it was applied ` +
+        `${displayPath(file.upPath)} was edited after it was applied ` +
           `(ledger sha256 ${row.checksum.slice(0, 12)}…, file ${file.checksum.slice(0, 12)}…)`,
       );
     }
@@ -325,8 +326,8 @@ async function runMigrationFile(ctx: RunContext, file: MigrationFile, direction:
   const noTransaction = script.split('\n', 1)[0]?.trim() === NO_TRANSACTION_DIRECTIVE;
   if (noTransaction && statements.length !== 1) {
     throw new MigrationError(
-      `${display(path)}: ${NO_TRANSACTION_DIRECTIVE} allows exactly one statement, found ${statements.length}`,
-      { file: display(path) },
+      `${displayPath(path)}: ${NO_TRANSACTION_DIRECTIVE} allows exactly one statement, found ${statements.length}`,
+      { file: displayPath(path) },
     );
   }
   const { conn } = ctx;
@@ -353,7 +354,7 @@ async function runStatement(ctx: RunContext, path: string, statement: SqlStateme
   try {
     await sql.raw(statement.text).execute(ctx.conn);
   } catch (cause) {
-    const where = `${display(path)}:${statement.line}`;
+    const where = `${displayPath(path)}:${statement.line}`;
     const code = sqlState(cause);
     const reason =
       code === '55P03'
@@ -362,7 +363,7 @@ async function runStatement(ctx: RunContext, path: string, statement: SqlStateme
         : `${cause instanceof Error ? cause.message : String(cause)}${code === undefined ? '' : ` (SQLSTATE ${code})`}`;
     throw new MigrationError(
       `${where}: ${reason}. The migration was rolled back: no change and no ledger row. Statement: ${excerpt(statement.text)}`,
-      { file: display(path), line: statement.line, statement: statement.text, cause },
+      { file: displayPath(path), line: statement.line, statement: statement.text, cause },
     );
   }
 }
@@ -385,10 +386,4 @@ function sha256(bytes: Buffer): string {
 function excerpt(text: string): string {
   const oneLine = text.replace(/\s+/g, ' ');
   return oneLine.length > 200 ? `${oneLine.slice(0, 200)}…` : oneLine;
-}
-
-/** A path as the user sees it: relative to the working directory when inside it. */
-function display(path: string): string {
-  const rel = relative(process.cwd(), resolve(path));
-  return rel.startsWith('..') ? path : rel;
 }

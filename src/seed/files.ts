@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { displayPath } from '../db/display-path.ts';
 import { SeedError, type SeedProblem } from './errors.ts';
 
 /** The package's own seed data: `data/` at the package root. */
@@ -63,10 +64,4 @@ export function findSeedFiles(dir: string): { found: FoundSeedFile[]; absent: st
     throw new SeedError([], `seed data folder ${displayPath(root)} holds none of the seed files (${SEED_FILES.map((f) => f.name).join(', ')})`);
   }
   return { found, absent: SEED_FILES.filter((f) => !entries.has(f.name)).map((f) => f.name), problems };
-}
-
-/** A path as the user sees it: relative to the working directory when inside it. */
-export function displayPath(path: string): string {
-  const rel = relative(process.cwd(), resolve(path));
-  return rel === '' || rel.startsWith('..') ? path : rel;
 }

@@ -2,7 +2,8 @@ import type { ColumnInfo, TableInfo } from './columns.ts';
 import { convertText, show } from './convert.ts';
 import { parseCsv } from './csv.ts';
 import type { SeedProblem } from './errors.ts';
-import { displayPath, type FoundSeedFile } from './files.ts';
+import { displayPath } from '../db/display-path.ts';
+import type { FoundSeedFile } from './files.ts';
 import { resolveField } from './references.ts';
 import { readTextFile } from './text-file.ts';
 

@@ -1,7 +1,8 @@
 import { sql, type Kysely } from 'kysely';
 import { readTables, type TableInfo } from './columns.ts';
 import { SeedError, type SeedProblem } from './errors.ts';
-import { DEFAULT_DATA_DIR, displayPath, findSeedFiles, SEED_FILES } from './files.ts';
+import { displayPath } from '../db/display-path.ts';
+import { DEFAULT_DATA_DIR, findSeedFiles, SEED_FILES } from './files.ts';
 import { checkForeignKeys } from './foreign-keys.ts';
 import { loadSeedFile, type LoadedFile } from './load.ts';
 import { ensureTestAdmin, type TestAdminOutcome } from './test-admin.ts';
