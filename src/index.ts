@@ -4,7 +4,7 @@
  */
 
 // Connections, tenant context, health.
-export { createDb, backendOf, type CreateDbOptions, type Executor, type Tx } from './db/create-db.ts';
+export { createDb, type CreateDbOptions, type Executor, type Tx } from './db/create-db.ts';
 export { getDb, closeDb, syncDatabase } from './db/get-db.ts';
 export { withTenant, tenantOf, isUuid } from './db/tenant.ts';
 export { checkHealth, type Health } from './db/health.ts';

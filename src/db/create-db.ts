@@ -23,7 +23,6 @@ export interface CreateDbOptions {
   onPoolError?: (error: Error) => void;
 }
 
-const backends = new WeakMap<Kysely<any>, DbConfig>();
 const pools = new WeakMap<Kysely<any>, pg.Pool>();
 
 /**
@@ -44,7 +43,6 @@ export function createDb(config: DbConfig = loadConfig(), options: CreateDbOptio
   } else {
     db = new Kysely<DB>({ dialect: new PGliteDialect({ pglite: () => openPglite(config.storage) }), plugins });
   }
-  backends.set(db, config);
   return db;
 }
 
@@ -61,11 +59,6 @@ export async function closeGracefully(db: Kysely<any>, options: { timeoutMs?: nu
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   await db.destroy();
-}
-
-/** The config a database made by {@link createDb} was created with. */
-export function backendOf(db: Kysely<any>): DbConfig | undefined {
-  return backends.get(db);
 }
 
 function createPool(config: PostgresConfig, options: CreateDbOptions): pg.Pool {
