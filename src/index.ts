@@ -9,7 +9,7 @@ export { getDb, closeDb, syncDatabase } from './db/get-db.ts';
 export { withTenant, tenantOf, isUuid } from './db/tenant.ts';
 export { checkHealth, type Health } from './db/health.ts';
 export { loadConfig, type DbConfig, type PostgresConfig, type PgliteConfig } from './db/config.ts';
-export { toVectorSql, fromVectorSql } from './db/vector.ts';
+export { toVectorSql, toVectorBinary, fromVectorSql, vectorValue } from './db/vector.ts';
 export type { DB } from './db/schema.generated.ts';
 
 // Migrations and seed data.

@@ -18,6 +18,10 @@ export interface PostgresConfig {
   idleInTransactionTimeoutMs: number;
   /** application_name shown in pg_stat_activity (default `database`). */
   applicationName: string;
+  /** Send parameterized statements as named prepared statements, parsed once per connection
+   *  (DB_PREPARED_STATEMENTS; default true). Turn off behind a pooler in transaction mode that
+   *  does not keep them per client (PgBouncer before 1.21). */
+  preparedStatements: boolean;
 }
 
 /** Embedded PostgreSQL (PGlite with pgvector) in this process. */
@@ -70,6 +74,7 @@ export function postgresConfig(given: Partial<Omit<PostgresConfig, 'kind'>>, env
     idleInTransactionTimeoutMs:
       given.idleInTransactionTimeoutMs ?? intEnv(env, 'DB_IDLE_IN_TRANSACTION_TIMEOUT_MS', 60_000, 0),
     applicationName: given.applicationName ?? 'database',
+    preparedStatements: given.preparedStatements ?? flagEnv(env, 'DB_PREPARED_STATEMENTS', true),
   };
 }
 
@@ -81,6 +86,15 @@ export function intEnv(env: Env, name: string, fallback: number, min: number): n
     throw new ConfigError(`${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
   }
   return Number(raw);
+}
+
+/** `true`/`1`/`yes` or `false`/`0`/`no` (any case) from the environment, or the default when unset; anything else is a ConfigError. */
+export function flagEnv(env: Env, name: string, fallback: boolean): boolean {
+  const raw = nonEmpty(env[name]);
+  if (raw === undefined) return fallback;
+  if (/^(true|1|yes)$/i.test(raw)) return true;
+  if (/^(false|0|no)$/i.test(raw)) return false;
+  throw new ConfigError(`${name} must be true or false, got ${JSON.stringify(raw)}`);
 }
 
 /** True for `true`/`1`/`yes` (any case). */

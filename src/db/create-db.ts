@@ -5,6 +5,7 @@ import { Kysely, PGliteDialect, PostgresDialect, type Transaction } from 'kysely
 import pg from 'pg';
 import { SnakeCamelPlugin } from './camel-case.ts';
 import { loadConfig, type DbConfig, type PostgresConfig } from './config.ts';
+import { usePreparedStatements } from './prepared-statements.ts';
 import type { DB } from './schema.generated.ts';
 import { VectorPlugin } from './vector.ts';
 
@@ -34,7 +35,9 @@ const pools = new WeakMap<Kysely<any>, pg.Pool>();
  * const db = createDb({ kind: 'pglite', storage: 'memory://' });
  */
 export function createDb(config: DbConfig = loadConfig(), options: CreateDbOptions = {}): Kysely<DB> {
-  const plugins = [new SnakeCamelPlugin(), new VectorPlugin()];
+  // Binary vectors to a server. PGlite 0.5 sends every parameter as text: a Buffer for
+  // `$1::vector` arrives as its raw bytes ("invalid byte sequence for encoding UTF8: 0x00").
+  const plugins = [new SnakeCamelPlugin(), new VectorPlugin({ binary: config.kind === 'postgres' })];
   let db: Kysely<DB>;
   if (config.kind === 'postgres') {
     const pool = createPool(config, options);
@@ -84,6 +87,7 @@ function createPool(config: PostgresConfig, options: CreateDbOptions): pg.Pool {
   // unusable, the next query on it rejects, and pg-pool discards it on release.
   pool.on('connect', (client) => {
     client.on('error', onError);
+    if (config.preparedStatements) usePreparedStatements(client);
   });
   return pool;
 }

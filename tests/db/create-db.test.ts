@@ -98,7 +98,9 @@ describe('loadConfig', () => {
       statementTimeoutMs: 0,
       idleInTransactionTimeoutMs: 60_000,
       applicationName: 'database',
+      preparedStatements: true,
     });
+    expect(loadConfig({ DATABASE_URL: 'postgres://u@h/db', DB_PREPARED_STATEMENTS: 'false' })).toMatchObject({ preparedStatements: false });
     expect(loadConfig({ PGHOST: '/var/run/postgresql' })).toMatchObject({ kind: 'postgres', connectionString: undefined });
     expect(loadConfig({ PGHOST: 'db', NODE_ENV: 'test' })).toMatchObject({ poolMax: 4 });
   });
@@ -107,5 +109,8 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ DATABASE_URL: 'mysql://x' })).toThrow(ConfigError);
     expect(() => loadConfig({ DATABASE_URL: 'postgres://h/db', DB_POOL_MAX: 'ten' })).toThrow('DB_POOL_MAX must be an integer >= 1, got "ten"');
     expect(() => loadConfig({ DATABASE_URL: 'postgres://h/db', DB_POOL_MAX: '0' })).toThrow(/DB_POOL_MAX/);
+    expect(() => loadConfig({ DATABASE_URL: 'postgres://h/db', DB_PREPARED_STATEMENTS: 'maybe' })).toThrow(
+      'DB_PREPARED_STATEMENTS must be true or false, got "maybe"',
+    );
   });
 });

@@ -68,6 +68,25 @@ describe('addChunks', () => {
     expect(rows[1]!.embedding).toEqual(axis(101));
   });
 
+  it('stores each value as its nearest 4-byte float, and refuses one too large for a float', async () => {
+    const embedding = Array.from({ length: 1536 }, (_, i) => (i % 2 === 0 ? 1 : -1) * (i + 0.1) / 3 * 10 ** ((i % 61) - 30));
+    embedding[5] = 3.4e38;
+    embedding[6] = -1e-44; // a float4 subnormal
+    const resource = await t.db.insertInto('resources').values({ tenantId: a.tenantId, name: 'floats', type: 'text' }).returning('id').executeTakeFirstOrThrow();
+    await withTenant(t.db, a.tenantId, (tx) => addChunks(tx, { resourceId: resource.id, chunks: [{ content: 'floats', embedding }] }));
+    const row = await t.db.selectFrom('vectors').select('embedding').where('resourceId', '=', resource.id).executeTakeFirstOrThrow();
+    // Read back as pgvector text (the shortest decimal of each float4): compare the float4s.
+    expect(row.embedding.map(Math.fround)).toEqual(embedding.map(Math.fround));
+
+    const before = await countVectors();
+    const tooLarge = [...embedding];
+    tooLarge[7] = 3.5e38;
+    await expect(withTenant(t.db, a.tenantId, (tx) => addChunks(tx, { chunks: [{ content: 'x', embedding: tooLarge }] }))).rejects.toThrow(
+      'chunks[0].embedding: [7] must fit a 4-byte float (|x| < 3.4e38), got 3.5e+38',
+    );
+    expect(await countVectors()).toBe(before);
+  });
+
   it("is all-or-nothing across statements, and refuses another tenant's resource as missing", async () => {
     const before = await countVectors();
     const many = Array.from({ length: 1200 }, (_, i) => ({ content: `bulk ${i}`, embedding: axis(i % 1536) }));
