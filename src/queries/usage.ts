@@ -1,7 +1,8 @@
-import { sql, type Selectable } from 'kysely';
+import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Executor, Tx } from '../db/create-db.ts';
 import { BudgetExceededError, NotFoundError, ValidationError } from '../db/errors.ts';
-import type { Usage } from '../db/schema.generated.ts';
+import type { DB, Usage } from '../db/schema.generated.ts';
+import { statementTemplate } from '../db/statement-template.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { assertInt, assertText, assertUuid } from './validate.ts';
 
@@ -286,8 +287,51 @@ interface ChargeOutcome {
   inserted: UsageRow | null;
 }
 
+/** Runs the charge statement once and reads what it did. */
+async function chargeOnce(db: Tx, tenantId: string, call: ValidCall): Promise<ChargeOutcome> {
+  const shape = { agent: call.agentId !== null, message: call.messageId !== null };
+  const { rows } = await chargeStatement(db, { ...call, tenantId }, shape).execute(db);
+  const row = rows[0];
+  if (row === undefined) throw new Error('recordUsage: the charge statement returned no row');
+
+  const inserted: UsageRow | null =
+    row.id === null
+      ? null
+      : {
+          id: row.id,
+          userId: row.userId!,
+          modelId: row.modelId!,
+          agentId: row.agentId,
+          messageId: row.messageId,
+          type: row.type!,
+          inputTokens: row.inputTokens!,
+          outputTokens: row.outputTokens!,
+          cacheReadTokens: row.cacheReadTokens!,
+          cacheWriteTokens: row.cacheWriteTokens!,
+          cost: row.insertedCost!,
+          idempotencyKey: row.idempotencyKey,
+          createdAt: row.createdAt!,
+        };
+  const budgeted = row.remaining !== null;
+  if (inserted !== null && budgeted && !row.charged) {
+    // Cannot happen while the lock taken in `b` holds; this keeps a future edit of the SQL honest.
+    throw new Error('recordUsage: a usage row was inserted without charging the budget');
+  }
+  return {
+    modelFound: row.modelFound,
+    userFound: row.userFound,
+    agentFound: row.agentFound,
+    messageFound: row.messageFound,
+    budgetShort: inserted === null && row.budgetShort === true,
+    cost: row.cost,
+    remaining: row.remaining,
+    inserted,
+  };
+}
+
 /**
- * The one statement of recordUsage. In order of evaluation:
+ * The one statement of recordUsage, compiled once per shape (agentId and messageId given or not;
+ * see statementTemplate). In order of evaluation:
  *   m     the cost, from the model's prices (exact: `* 0.001` multiplies, it never rounds);
  *   u     the user, when visible in this tenant (not locked);
  *   b     the same row when it has a budget (`remaining is not null`), locked FOR NO KEY UPDATE:
@@ -301,8 +345,9 @@ interface ChargeOutcome {
  *         the one conditional update of the budget.
  * The final select reports what happened, so that errors need no further query.
  */
-async function chargeOnce(db: Tx, tenantId: string, call: ValidCall): Promise<ChargeOutcome> {
-  const row = await db
+const chargeStatement = statementTemplate(
+  (db: Kysely<DB>, call: ValidCall & { tenantId: string }, shape: { agent: boolean; message: boolean }) =>
+  db
     .with('m', (qb) =>
       qb
         .selectFrom('models')
@@ -318,14 +363,14 @@ async function chargeOnce(db: Tx, tenantId: string, call: ValidCall): Promise<Ch
       qb
         .selectFrom('users')
         .select(sql<boolean>`true`.as('found'))
-        .where('tenantId', '=', tenantId)
+        .where('tenantId', '=', call.tenantId)
         .where('id', '=', call.userId),
     )
     .with('b', (qb) =>
       qb
         .selectFrom('users')
         .select('remaining')
-        .where('tenantId', '=', tenantId)
+        .where('tenantId', '=', call.tenantId)
         .where('id', '=', call.userId)
         .where('remaining', 'is not', null)
         .forNoKeyUpdate(),
@@ -333,18 +378,16 @@ async function chargeOnce(db: Tx, tenantId: string, call: ValidCall): Promise<Ch
     .with('refs', (qb) =>
       qb.selectNoFrom((eb) => [
         sql<boolean>`${
-          call.agentId === null
-            ? sql`true`
-            : eb.exists(eb.selectFrom('agents').select('agents.id').where('agents.id', '=', call.agentId))
+          shape.agent ? eb.exists(eb.selectFrom('agents').select('agents.id').where('agents.id', '=', call.agentId)) : sql`true`
         }`.as('agentFound'),
         sql<boolean>`${
-          call.messageId === null
+          !shape.message
             ? sql`true`
             : eb.exists(
                 eb
                   .selectFrom('messages')
                   .select('messages.id')
-                  .where('messages.tenantId', '=', tenantId)
+                  .where('messages.tenantId', '=', call.tenantId)
                   .where('messages.id', '=', call.messageId),
               )
         }`.as('messageFound'),
@@ -374,7 +417,7 @@ async function chargeOnce(db: Tx, tenantId: string, call: ValidCall): Promise<Ch
             .innerJoin('refs', (join) => join.onTrue())
             .leftJoin('b', (join) => join.onTrue())
             .select([
-              sql<string>`${tenantId}::uuid`.as('tenantId'),
+              sql<string>`${call.tenantId}::uuid`.as('tenantId'),
               sql<string>`${call.userId}::uuid`.as('userId'),
               sql<number>`${call.modelId}::integer`.as('modelId'),
               sql<string | null>`${call.agentId}::uuid`.as('agentId'),
@@ -387,8 +430,8 @@ async function chargeOnce(db: Tx, tenantId: string, call: ValidCall): Promise<Ch
               'm.cost',
               sql<string | null>`${call.idempotencyKey}::text`.as('idempotencyKey'),
             ])
-            .where('refs.agentFound', '=', true)
-            .where('refs.messageFound', '=', true)
+            .where('refs.agentFound', '=', sql.lit(true))
+            .where('refs.messageFound', '=', sql.lit(true))
             .where((eb) => eb.or([eb('b.remaining', 'is', null), eb('b.remaining', '>=', eb.ref('m.cost'))])),
         )
         .onConflict((oc) => oc.columns(['tenantId', 'idempotencyKey']).doNothing())
@@ -432,40 +475,4 @@ async function chargeOnce(db: Tx, tenantId: string, call: ValidCall): Promise<Ch
       'ins.idempotencyKey',
       'ins.createdAt',
     ])
-    .executeTakeFirstOrThrow();
-
-  const inserted: UsageRow | null =
-    row.id === null
-      ? null
-      : {
-          id: row.id,
-          userId: row.userId!,
-          modelId: row.modelId!,
-          agentId: row.agentId,
-          messageId: row.messageId,
-          type: row.type!,
-          inputTokens: row.inputTokens!,
-          outputTokens: row.outputTokens!,
-          cacheReadTokens: row.cacheReadTokens!,
-          cacheWriteTokens: row.cacheWriteTokens!,
-          cost: row.insertedCost!,
-          idempotencyKey: row.idempotencyKey,
-          createdAt: row.createdAt!,
-        };
-  const budgeted = row.remaining !== null;
-  if (inserted !== null && budgeted && !row.charged) {
-    // Cannot happen while the lock taken in `b` holds; this keeps a future edit of the SQL honest.
-    throw new Error('recordUsage: a usage row was inserted without charging the budget');
-  }
-  return {
-    modelFound: row.modelFound,
-    userFound: row.userFound,
-    agentFound: row.agentFound,
-    messageFound: row.messageFound,
-    budgetShort: inserted === null && row.budgetShort === true,
-    cost: row.cost,
-    remaining: row.remaining,
-    inserted,
-  };
-}
-
+);
