@@ -83,7 +83,7 @@ describe('migrate', () => {
 
   it('refuses to run when an applied migration was edited, naming the file', async () => {
     await migrate(t.db, { migrationsDir: copy.dir });
-    copy.add('0006_add_users_locale', 'alter table users add column locale text;\n', 'alter table users drop column locale;\n');
+    copy.add('0900_add_users_locale', 'alter table users add column locale text;\n', 'alter table users drop column locale;\n');
     appendFileSync(join(copy.dir, '0002_create_catalog_tables.up.sql'), '\n-- an innocent-looking edit\n');
     const attempt = migrate(t.db, { migrationsDir: copy.dir });
     await expect(attempt).rejects.toBeInstanceOf(MigrationError);
@@ -92,22 +92,22 @@ describe('migrate', () => {
     expect(await ledger(t.db)).toEqual(ALL);
     const status = await migrationStatus(t.db, { migrationsDir: copy.dir });
     expect(status.find((s) => s.name === '0002_create_catalog_tables')?.state).toBe('changed');
-    expect(status.find((s) => s.name === '0006_add_users_locale')?.state).toBe('pending');
+    expect(status.find((s) => s.name === '0900_add_users_locale')?.state).toBe('pending');
   });
 
   it('refuses to run when an applied migration file was deleted, naming it', async () => {
-    copy.add('0006_add_users_locale', 'alter table users add column locale text;\n', 'alter table users drop column locale;\n');
+    copy.add('0900_add_users_locale', 'alter table users add column locale text;\n', 'alter table users drop column locale;\n');
     await migrate(t.db, { migrationsDir: copy.dir });
-    for (const f of readdirSync(copy.dir).filter((f) => f.startsWith('0006_'))) rmSync(join(copy.dir, f));
-    await expect(migrate(t.db, { migrationsDir: copy.dir })).rejects.toThrow(/0006_add_users_locale\.up\.sql was applied but is gone/);
+    for (const f of readdirSync(copy.dir).filter((f) => f.startsWith('0900_'))) rmSync(join(copy.dir, f));
+    await expect(migrate(t.db, { migrationsDir: copy.dir })).rejects.toThrow(/0900_add_users_locale\.up\.sql was applied but is gone/);
     const status = await migrationStatus(t.db, { migrationsDir: copy.dir });
-    expect(status.find((s) => s.name === '0006_add_users_locale')?.state).toBe('missing');
+    expect(status.find((s) => s.name === '0900_add_users_locale')?.state).toBe('missing');
   });
 
   it('rolls a failing migration back whole: no partial schema, no ledger row, error names file, line and statement', async () => {
     await migrate(t.db, { migrationsDir: copy.dir });
     copy.add(
-      '0006_add_broken_things',
+      '0900_add_broken_things',
       [
         '-- Why: a test migration whose third statement fails.',
         'create table things (id integer primary key);',
@@ -121,11 +121,11 @@ describe('migrate', () => {
     const attempt = migrate(t.db, { migrationsDir: copy.dir });
     await expect(attempt).rejects.toBeInstanceOf(MigrationError);
     const error = (await attempt.catch((e: unknown) => e)) as MigrationError;
-    expect(error.file).toMatch(/0006_add_broken_things\.up\.sql$/);
+    expect(error.file).toMatch(/0900_add_broken_things\.up\.sql$/);
     expect(error.line).toBe(5);
     expect(error.statement).toBe('alter table things\n  add column owner uuid references no_such_table (id)');
     expect(error.code).toBe('42P01'); // undefined_table
-    expect(error.message).toContain('0006_add_broken_things.up.sql:5');
+    expect(error.message).toContain('0900_add_broken_things.up.sql:5');
     expect(error.message).toContain('no_such_table');
     expect(await tableExists(t.db, 'things')).toBe(false);
     expect(await ledger(t.db)).toEqual(ALL);
@@ -133,7 +133,7 @@ describe('migrate', () => {
 
   it.runIf(onServer)('fails fast with a clear message when a table it changes is locked by another session', async () => {
     await migrate(t.db, { migrationsDir: copy.dir });
-    copy.add('0006_add_tenants_region', 'alter table tenants add column region text;\n', 'alter table tenants drop column region;\n');
+    copy.add('0900_add_tenants_region', 'alter table tenants add column region text;\n', 'alter table tenants drop column region;\n');
     const holder = t.open(1);
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
@@ -148,33 +148,33 @@ describe('migrate', () => {
     try {
       const attempt = migrate(t.db, { migrationsDir: copy.dir, lockTimeoutMs: 200 });
       await expect(attempt).rejects.toMatchObject({ name: 'MigrationError', code: '55P03' });
-      await expect(attempt).rejects.toThrow(/lock_timeout \(200 ms\).*0006_add_tenants_region|0006_add_tenants_region.*lock_timeout \(200 ms\)/);
+      await expect(attempt).rejects.toThrow(/lock_timeout \(200 ms\).*0900_add_tenants_region|0900_add_tenants_region.*lock_timeout \(200 ms\)/);
     } finally {
       release();
       await holding;
     }
     expect(await ledger(t.db)).toEqual(ALL);
     // Once the lock is gone the same migration goes through.
-    expect(await migrate(t.db, { migrationsDir: copy.dir })).toEqual(['0006_add_tenants_region']);
+    expect(await migrate(t.db, { migrationsDir: copy.dir })).toEqual(['0900_add_tenants_region']);
   });
 
   it('runs a `-- migrate:no-transaction` migration outside a transaction', async () => {
     await migrate(t.db, { migrationsDir: copy.dir });
     // CREATE INDEX CONCURRENTLY cannot run inside a transaction block: it succeeding proves there was none.
     copy.add(
-      '0006_add_users_status_index',
+      '0900_add_users_status_index',
       '-- migrate:no-transaction\ncreate index concurrently users_status_idx on users (tenant_id, status);\n',
       '-- migrate:no-transaction\ndrop index concurrently users_status_idx;\n',
     );
-    expect(await migrate(t.db, { migrationsDir: copy.dir })).toEqual(['0006_add_users_status_index']);
+    expect(await migrate(t.db, { migrationsDir: copy.dir })).toEqual(['0900_add_users_status_index']);
     expect(await tableExists(t.db, 'users_status_idx')).toBe(true);
-    expect(await migrateDown(t.db, {}, { migrationsDir: copy.dir })).toEqual(['0006_add_users_status_index']);
+    expect(await migrateDown(t.db, {}, { migrationsDir: copy.dir })).toEqual(['0900_add_users_status_index']);
     expect(await tableExists(t.db, 'users_status_idx')).toBe(false);
   });
 
   it('refuses a no-transaction migration with more than one statement', async () => {
     await migrate(t.db, { migrationsDir: copy.dir });
-    copy.add('0006_add_two_indexes', '-- migrate:no-transaction\ncreate index a_idx on users (email);\ncreate index b_idx on users (status);\n');
+    copy.add('0900_add_two_indexes', '-- migrate:no-transaction\ncreate index a_idx on users (email);\ncreate index b_idx on users (status);\n');
     await expect(migrate(t.db, { migrationsDir: copy.dir })).rejects.toThrow(/allows exactly one statement, found 2/);
     expect(await tableExists(t.db, 'a_idx')).toBe(false);
   });
@@ -219,20 +219,20 @@ describe('migration files', () => {
   });
 
   it('refuses a migration without its down file', () => {
-    copy.add('0006_add_x', 'select 1;');
-    rmSync(join(copy.dir, '0006_add_x.down.sql'));
-    expect(() => readMigrationFiles(copy.dir)).toThrow(/0006_add_x has no down file/);
+    copy.add('0900_add_x', 'select 1;');
+    rmSync(join(copy.dir, '0900_add_x.down.sql'));
+    expect(() => readMigrationFiles(copy.dir)).toThrow(/0900_add_x has no down file/);
   });
 });
 
 describe('npm run migrate', () => {
   it.runIf(onServer)('exits non-zero with a one-paragraph message naming the file on failure', async () => {
-    copy.add('0006_add_broken', 'select * from no_such_table;\n');
+    copy.add('0900_add_broken', 'select * from no_such_table;\n');
     const run = await migrateProcess(t, ['--dir', copy.dir]);
     expect(run.code).not.toBe(0);
     const message = run.stderr.trim();
     expect(message.split('\n')).toHaveLength(1);
-    expect(message).toMatch(/^migrate: .*0006_add_broken\.up\.sql:1: relation "no_such_table" does not exist/);
+    expect(message).toMatch(/^migrate: .*0900_add_broken\.up\.sql:1: relation "no_such_table" does not exist/);
     // The migrations before it were applied and committed, each on its own.
     expect(await ledger(t.db)).toEqual(ALL);
   });

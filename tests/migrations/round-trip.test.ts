@@ -83,6 +83,7 @@ const SECTIONS = {
              'column', a.attname, 'type', format_type(a.atttypid, a.atttypmod), 'notNull', a.attnotnull,
              'default', pg_get_expr(ad.adbin, ad.adrelid), 'identity', a.attidentity, 'generated', a.attgenerated,
              'collation', case when a.attcollation <> t.typcollation then (select collname from pg_collation where oid = a.attcollation) end,
+             'storage', case when a.attstorage <> t.typstorage then a.attstorage end,
              'acl', ${aclJson('a.attacl')},
              'comment', col_description(c.oid, a.attnum))::text as line
     from pg_attribute a
