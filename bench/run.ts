@@ -13,7 +13,7 @@
  *   --only LIST    comma list of: migrate, lookups, ingest, search, usage (default: all)
  *   --keep         do not drop the server database at the end (prints its URL), for profiling
  *   --after-migrate FILE   run this SQL script as the owner right after the migrations (before the
- *                  load): measures a proposed migration without touching migrations/ (see bench/experiments/)
+ *                  load): measures a proposed migration without touching migrations/
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -22,7 +22,7 @@ import { loadWorld } from './data.ts';
 import { buildHnsw, dropHnsw } from './hnsw.ts';
 import { say } from './progress.ts';
 import { formatReport, readServerReport, resultsPath, writeReport, type Report, type Result } from './report.ts';
-import { ingestScenario } from './scenarios/ingest.ts';
+import { ingestConcurrentScenario, ingestScenario } from './scenarios/ingest.ts';
 import { lookupScenarios } from './scenarios/lookups.ts';
 import { migrateScenario } from './scenarios/migrate.ts';
 import { searchScenarios } from './scenarios/search.ts';
@@ -98,6 +98,8 @@ try {
   if (only.has('ingest')) {
     ingestWithout = await ingestScenario(backend, world, { withIndex: false });
     results.push(ingestWithout);
+    // A server has a backend per connection; PGlite is one connection, so calls at once would queue.
+    if (backend.kind === 'server') results.push(await ingestConcurrentScenario(backend, world, { concurrency: 2, oneStream: ingestWithout }));
   }
   const watcher = backend.kind === 'server' ? (await backend.openBare(1))[0] : undefined;
   const build = await buildHnsw(backend.bare, definition, { maintenanceWorkMem: settings.maintenanceWorkMem, rows: world.counts.vectors ?? 0, watcher });

@@ -149,9 +149,10 @@ export async function similaritySearch(
 
 /**
  * The k best chunks of the current tenant for a question, fusing a vector leg (cosine distance)
- * and a full-text leg (`websearch_to_tsquery('english', query)` over the stored tsvector) by
- * reciprocal rank fusion (k = 60), in one statement. Each leg over-fetches (4k rows, at least 40);
- * a chunk found by one leg only still ranks, and vectorRank/textRank say where it came from.
+ * and a full-text leg (`websearch_to_tsquery('english', query)` over the stored tsvector, ranked
+ * by ts_rank) by reciprocal rank fusion (k = 60), in one statement. Each leg over-fetches (4k
+ * rows, at least 40); a chunk found by one leg only still ranks, and vectorRank/textRank say where
+ * it came from.
  */
 export async function hybridSearch(
   db: Executor,
@@ -235,11 +236,13 @@ function assertEmbedding(field: string, embedding: unknown): asserts embedding i
   if (embedding.length !== EMBEDDING_DIMENSIONS) {
     throw new ValidationError(field, `must have ${EMBEDDING_DIMENSIONS} dimensions, got ${embedding.length}`);
   }
-  const bad = embedding.findIndex((x) => typeof x !== 'number' || !Number.isFinite(x));
-  if (bad >= 0) throw new ValidationError(field, `[${bad}] must be a finite number, got ${String(embedding[bad])}`);
-  // pgvector stores float4: a larger value would be stored as Infinity, which pgvector refuses.
-  const huge = embedding.findIndex((x) => !Number.isFinite(Math.fround(x)));
-  if (huge >= 0) throw new ValidationError(field, `[${huge}] must fit a 4-byte float (|x| < 3.4e38), got ${embedding[huge]}`);
+  // One plain loop: this runs for every chunk of an ingestion (1,536 values each).
+  for (let i = 0; i < embedding.length; i += 1) {
+    const x: unknown = embedding[i];
+    if (typeof x !== 'number' || !Number.isFinite(x)) throw new ValidationError(field, `[${i}] must be a finite number, got ${String(x)}`);
+    // pgvector stores float4: a larger value would become Infinity, which pgvector refuses.
+    if (!Number.isFinite(Math.fround(x))) throw new ValidationError(field, `[${i}] must fit a 4-byte float (|x| < 3.4e38), got ${x}`);
+  }
 }
 
 function topK(k: unknown): number {
