@@ -20,6 +20,11 @@ const names = new Map<string, string>();
  * their transaction (see queries/vectors.ts): a generic plan is costed for an average tenant.
  * Poolers in transaction mode (PgBouncer before 1.21, or without max_prepared_statements) do not
  * keep prepared statements per client: turn this off there with DB_PREPARED_STATEMENTS=false.
+ *
+ * Migrations on a live database: PostgreSQL re-plans a prepared statement after DDL on what it
+ * reads, but fails it ("cached plan must not change result type") when its result columns change.
+ * The package's statements name their columns (no `select *` or `returning *`), so only a change
+ * of a returned column's type does that, which breaks the old code's queries anyway.
  */
 export function usePreparedStatements(client: pg.PoolClient): void {
   const query = client.query.bind(client) as (...args: unknown[]) => unknown;

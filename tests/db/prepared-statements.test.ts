@@ -47,6 +47,21 @@ describe.skipIf(!onServer)('prepared statements (server)', () => {
     }
   });
 
+  it('keeps working after a migration adds a column to a table it reads', async () => {
+    const db = oneConnection();
+    try {
+      const before = await withTenant(db, tenant.tenantId, (tx) => getUser(tx, { userId: tenant.userId }));
+      await sql`alter table users add column nickname text`.execute(t.db);
+      const after = await withTenant(db, tenant.tenantId, (tx) => getUser(tx, { userId: tenant.userId }));
+      expect(after).toEqual(before);
+      await sql`alter table users drop column nickname`.execute(t.db);
+      expect(await withTenant(db, tenant.tenantId, (tx) => getUser(tx, { userId: tenant.userId }))).toEqual(before);
+      expect(await prepared(db, 'from "users"')).toHaveLength(1);
+    } finally {
+      await db.destroy();
+    }
+  });
+
   it('plans every similaritySearch for its own tenant (no generic plan)', async () => {
     const db = oneConnection();
     try {
