@@ -347,132 +347,133 @@ async function chargeOnce(db: Tx, tenantId: string, call: ValidCall): Promise<Ch
  */
 const chargeStatement = statementTemplate(
   (db: Kysely<DB>, call: ValidCall & { tenantId: string }, shape: { agent: boolean; message: boolean }) =>
-  db
-    .with('m', (qb) =>
-      qb
-        .selectFrom('models')
-        .select((eb) =>
-          sql<string>`trim_scale((${call.inputTokens}::numeric * ${eb.ref('cost1kInput')}
-            + ${call.outputTokens}::numeric * ${eb.ref('cost1kOutput')}
-            + ${call.cacheReadTokens}::numeric * ${eb.ref('cost1kCacheRead')}
-            + ${call.cacheWriteTokens}::numeric * ${eb.ref('cost1kCacheWrite')}) * 0.001)`.as('cost'),
-        )
-        .where('id', '=', call.modelId),
-    )
-    .with('u', (qb) =>
-      qb
-        .selectFrom('users')
-        .select(sql<boolean>`true`.as('found'))
-        .where('tenantId', '=', call.tenantId)
-        .where('id', '=', call.userId),
-    )
-    .with('b', (qb) =>
-      qb
-        .selectFrom('users')
-        .select('remaining')
-        .where('tenantId', '=', call.tenantId)
-        .where('id', '=', call.userId)
-        .where('remaining', 'is not', null)
-        .forNoKeyUpdate(),
-    )
-    .with('refs', (qb) =>
-      qb.selectNoFrom((eb) => [
-        sql<boolean>`${
-          shape.agent ? eb.exists(eb.selectFrom('agents').select('agents.id').where('agents.id', '=', call.agentId)) : sql`true`
-        }`.as('agentFound'),
-        sql<boolean>`${
-          !shape.message
-            ? sql`true`
-            : eb.exists(
-                eb
-                  .selectFrom('messages')
-                  .select('messages.id')
-                  .where('messages.tenantId', '=', call.tenantId)
-                  .where('messages.id', '=', call.messageId),
-              )
-        }`.as('messageFound'),
-      ]),
-    )
-    .with('ins', (qb) =>
-      qb
-        .insertInto('usage')
-        .columns([
-          'tenantId',
-          'userId',
-          'modelId',
-          'agentId',
-          'messageId',
-          'type',
-          'inputTokens',
-          'outputTokens',
-          'cacheReadTokens',
-          'cacheWriteTokens',
-          'cost',
-          'idempotencyKey',
-        ])
-        .expression((eb) =>
-          eb
-            .selectFrom('m')
-            .innerJoin('u', (join) => join.onTrue())
-            .innerJoin('refs', (join) => join.onTrue())
-            .leftJoin('b', (join) => join.onTrue())
-            .select([
-              sql<string>`${call.tenantId}::uuid`.as('tenantId'),
-              sql<string>`${call.userId}::uuid`.as('userId'),
-              sql<number>`${call.modelId}::integer`.as('modelId'),
-              sql<string | null>`${call.agentId}::uuid`.as('agentId'),
-              sql<string | null>`${call.messageId}::uuid`.as('messageId'),
-              sql<string>`${call.type}::text`.as('type'),
-              sql<number>`${call.inputTokens}::integer`.as('inputTokens'),
-              sql<number>`${call.outputTokens}::integer`.as('outputTokens'),
-              sql<number>`${call.cacheReadTokens}::integer`.as('cacheReadTokens'),
-              sql<number>`${call.cacheWriteTokens}::integer`.as('cacheWriteTokens'),
-              'm.cost',
-              sql<string | null>`${call.idempotencyKey}::text`.as('idempotencyKey'),
-            ])
-            .where('refs.agentFound', '=', sql.lit(true))
-            .where('refs.messageFound', '=', sql.lit(true))
-            .where((eb) => eb.or([eb('b.remaining', 'is', null), eb('b.remaining', '>=', eb.ref('m.cost'))])),
-        )
-        .onConflict((oc) => oc.columns(['tenantId', 'idempotencyKey']).doNothing())
-        .returning([...USAGE_COLUMNS, 'tenantId']),
-    )
-    .with('dec', (qb) =>
-      qb
-        .updateTable('users')
-        .from('ins')
-        .set((eb) => ({ remaining: eb('users.remaining', '-', eb.ref('ins.cost')) }))
-        .whereRef('users.tenantId', '=', 'ins.tenantId')
-        .whereRef('users.id', '=', 'ins.userId')
-        .whereRef('users.remaining', '>=', 'ins.cost')
-        .returning('users.id'),
-    )
-    .selectFrom('refs')
-    .leftJoin('m', (join) => join.onTrue())
-    .leftJoin('u', (join) => join.onTrue())
-    .leftJoin('b', (join) => join.onTrue())
-    .leftJoin('ins', (join) => join.onTrue())
-    .select((eb) => [
-      sql<boolean>`m.cost is not null`.as('modelFound'),
-      sql<boolean>`u.found is not null`.as('userFound'),
-      'refs.agentFound',
-      'refs.messageFound',
-      'm.cost',
-      sql<string | null>`trim_scale(b.remaining)`.as('remaining'),
-      sql<boolean | null>`b.remaining < m.cost`.as('budgetShort'),
-      eb.exists(eb.selectFrom('dec').select(sql.lit(1).as('one'))).as('charged'),
-      'ins.id',
-      'ins.userId',
-      'ins.modelId',
-      'ins.agentId',
-      'ins.messageId',
-      'ins.type',
-      'ins.inputTokens',
-      'ins.outputTokens',
-      'ins.cacheReadTokens',
-      'ins.cacheWriteTokens',
-      'ins.cost as insertedCost',
-      'ins.idempotencyKey',
-      'ins.createdAt',
-    ])
+    db
+      .with('m', (qb) =>
+        qb
+          .selectFrom('models')
+          .select((eb) =>
+            sql<string>`trim_scale((${call.inputTokens}::numeric * ${eb.ref('cost1kInput')}
+              + ${call.outputTokens}::numeric * ${eb.ref('cost1kOutput')}
+              + ${call.cacheReadTokens}::numeric * ${eb.ref('cost1kCacheRead')}
+              + ${call.cacheWriteTokens}::numeric * ${eb.ref('cost1kCacheWrite')}) * 0.001)`.as('cost'),
+          )
+          .where('id', '=', call.modelId),
+      )
+      .with('u', (qb) =>
+        qb
+          .selectFrom('users')
+          .select(sql<boolean>`true`.as('found'))
+          .where('tenantId', '=', call.tenantId)
+          .where('id', '=', call.userId),
+      )
+      .with('b', (qb) =>
+        qb
+          .selectFrom('users')
+          .select('remaining')
+          .where('tenantId', '=', call.tenantId)
+          .where('id', '=', call.userId)
+          .where('remaining', 'is not', null)
+          .forNoKeyUpdate(),
+      )
+      .with('refs', (qb) =>
+        qb.selectNoFrom((eb) => [
+          sql<boolean>`${
+            shape.agent ? eb.exists(eb.selectFrom('agents').select('agents.id').where('agents.id', '=', call.agentId)) : sql`true`
+          }`.as('agentFound'),
+          sql<boolean>`${
+            !shape.message
+              ? sql`true`
+              : eb.exists(
+                  eb
+                    .selectFrom('messages')
+                    .select('messages.id')
+                    .where('messages.tenantId', '=', call.tenantId)
+                    .where('messages.id', '=', call.messageId),
+                )
+          }`.as('messageFound'),
+        ]),
+      )
+      .with('ins', (qb) =>
+        qb
+          .insertInto('usage')
+          .columns([
+            'tenantId',
+            'userId',
+            'modelId',
+            'agentId',
+            'messageId',
+            'type',
+            'inputTokens',
+            'outputTokens',
+            'cacheReadTokens',
+            'cacheWriteTokens',
+            'cost',
+            'idempotencyKey',
+          ])
+          .expression((eb) =>
+            eb
+              .selectFrom('m')
+              .innerJoin('u', (join) => join.onTrue())
+              .innerJoin('refs', (join) => join.onTrue())
+              .leftJoin('b', (join) => join.onTrue())
+              .select([
+                sql<string>`${call.tenantId}::uuid`.as('tenantId'),
+                sql<string>`${call.userId}::uuid`.as('userId'),
+                sql<number>`${call.modelId}::integer`.as('modelId'),
+                sql<string | null>`${call.agentId}::uuid`.as('agentId'),
+                sql<string | null>`${call.messageId}::uuid`.as('messageId'),
+                sql<string>`${call.type}::text`.as('type'),
+                sql<number>`${call.inputTokens}::integer`.as('inputTokens'),
+                sql<number>`${call.outputTokens}::integer`.as('outputTokens'),
+                sql<number>`${call.cacheReadTokens}::integer`.as('cacheReadTokens'),
+                sql<number>`${call.cacheWriteTokens}::integer`.as('cacheWriteTokens'),
+                'm.cost',
+                sql<string | null>`${call.idempotencyKey}::text`.as('idempotencyKey'),
+              ])
+              // Literals, not parameters: every parameter of a template comes from its values.
+              .where('refs.agentFound', '=', sql.lit(true))
+              .where('refs.messageFound', '=', sql.lit(true))
+              .where((eb) => eb.or([eb('b.remaining', 'is', null), eb('b.remaining', '>=', eb.ref('m.cost'))])),
+          )
+          .onConflict((oc) => oc.columns(['tenantId', 'idempotencyKey']).doNothing())
+          .returning([...USAGE_COLUMNS, 'tenantId']),
+      )
+      .with('dec', (qb) =>
+        qb
+          .updateTable('users')
+          .from('ins')
+          .set((eb) => ({ remaining: eb('users.remaining', '-', eb.ref('ins.cost')) }))
+          .whereRef('users.tenantId', '=', 'ins.tenantId')
+          .whereRef('users.id', '=', 'ins.userId')
+          .whereRef('users.remaining', '>=', 'ins.cost')
+          .returning('users.id'),
+      )
+      .selectFrom('refs')
+      .leftJoin('m', (join) => join.onTrue())
+      .leftJoin('u', (join) => join.onTrue())
+      .leftJoin('b', (join) => join.onTrue())
+      .leftJoin('ins', (join) => join.onTrue())
+      .select((eb) => [
+        sql<boolean>`m.cost is not null`.as('modelFound'),
+        sql<boolean>`u.found is not null`.as('userFound'),
+        'refs.agentFound',
+        'refs.messageFound',
+        'm.cost',
+        sql<string | null>`trim_scale(b.remaining)`.as('remaining'),
+        sql<boolean | null>`b.remaining < m.cost`.as('budgetShort'),
+        eb.exists(eb.selectFrom('dec').select(sql.lit(1).as('one'))).as('charged'),
+        'ins.id',
+        'ins.userId',
+        'ins.modelId',
+        'ins.agentId',
+        'ins.messageId',
+        'ins.type',
+        'ins.inputTokens',
+        'ins.outputTokens',
+        'ins.cacheReadTokens',
+        'ins.cacheWriteTokens',
+        'ins.cost as insertedCost',
+        'ins.idempotencyKey',
+        'ins.createdAt',
+      ])
 );
