@@ -3,30 +3,11 @@
  * package's own plugins, and the executor compiles it to the text and parameters the driver
  * gets. The baselines replay that text through a bare driver connection.
  */
-import type {
-  CompiledQuery,
-  Kysely,
-  KyselyPlugin,
-  PluginTransformQueryArgs,
-  PluginTransformResultArgs,
-  QueryResult,
-  RootOperationNode,
-  UnknownRow,
-} from 'kysely';
+import type { CompiledQuery, Kysely } from 'kysely';
 import type { Tx } from '../src/db/create-db.ts';
 import type { DB } from '../src/db/schema.generated.ts';
 import { withTenant } from '../src/db/tenant.ts';
-
-class CaptureQueries implements KyselyPlugin {
-  readonly seen: PluginTransformQueryArgs[] = [];
-  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
-    this.seen.push(args);
-    return args.node;
-  }
-  async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
-    return args.result;
-  }
-}
+import { QueryRecorder } from '../tests/support/query-recorder.ts';
 
 /** A statement as sent: its text and parameters. */
 export interface Statement {
@@ -39,10 +20,10 @@ export interface Statement {
  * set-up statement first (`begin`/`commit` are not statements of Kysely's and are not listed).
  */
 export async function captureStatements(db: Kysely<DB>, tenantId: string, fn: (tx: Tx) => Promise<unknown>): Promise<Statement[]> {
-  const capture = new CaptureQueries();
+  const capture = new QueryRecorder();
   const spy = db.withPlugin(capture);
   await withTenant(spy, tenantId, fn);
-  return capture.seen
+  return capture.queries
     .map((q) => spy.getExecutor().compileQuery(q.node, q.queryId) as CompiledQuery)
     .filter((q) => !/^select rolsuper, rolbypassrls/.test(q.sql.trim()))
     .map((q) => ({ sql: q.sql, parameters: [...q.parameters] }));
