@@ -11,8 +11,10 @@ import { vector } from '@electric-sql/pglite-pgvector';
 import { Kysely, PGliteDialect } from 'kysely';
 import pg from 'pg';
 import { SnakeCamelPlugin } from '../src/db/camel-case.ts';
-import { postgresConfig } from '../src/db/config.ts';
+import { postgresConfig, type AppRole } from '../src/db/config.ts';
 import { createDb } from '../src/db/create-db.ts';
+import { guardPglite } from '../src/db/guard-pglite.ts';
+import { CLEANUP_SQL, ConnectionContext, ENTER_CONTEXT_SQL, OPEN_CONTEXT_SQL } from '../src/db/tenant-context.ts';
 import type { DB } from '../src/db/schema.generated.ts';
 import { VectorPlugin } from '../src/db/vector.ts';
 
@@ -29,6 +31,12 @@ export interface BareClient {
   script(text: string): Promise<void>;
   /** `begin` … `commit` around `fn` on this connection (rollback when it throws). */
   transaction<T>(fn: (query: BareQuery) => Promise<T>): Promise<T>;
+  /**
+   * A tenant transaction in withTenant's shape, with no package code in the way: `begin`, the
+   * signed tenant context (src/db/tenant-context.ts: the same statement, signed with this
+   * connection's own key), `fn`, then `commit` with the same cleanup in the same round trip.
+   */
+  tenantTransaction<T>(tenantId: string, fn: (query: BareQuery) => Promise<T>, role?: AppRole): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -89,7 +97,7 @@ export async function openEmbedded(): Promise<Backend> {
   const pglite = await PGlite.create('memory://', { extensions: { vector } });
   // What createDb({ kind: 'pglite' }) builds, over an instance we hold, so that the bare baseline
   // can use the very same connection.
-  const db = new Kysely<DB>({ dialect: new PGliteDialect({ pglite }), plugins: [new SnakeCamelPlugin(), new VectorPlugin()] });
+  const db = new Kysely<DB>({ dialect: new PGliteDialect({ pglite: guardPglite(pglite) }), plugins: [new SnakeCamelPlugin(), new VectorPlugin()] });
   const bare = pgliteClient(pglite);
   return {
     kind: 'embedded',
@@ -105,11 +113,28 @@ export async function openEmbedded(): Promise<Backend> {
 }
 
 async function serverClient(url: string): Promise<BareClient> {
-  const client = new pg.Client({ connectionString: url, application_name: 'bench-bare' });
+  const client = new pg.Client({ connectionString: url, application_name: 'bench-bare', options: '-c search_path=public,pg_temp' });
   client.on('error', () => {});
   await client.connect();
   const query: BareQuery = async (text, params) => (await client.query(text, params as unknown[])).rows;
+  const context = new ConnectionContext();
   return {
+    tenantTransaction: async (tenantId, fn, role = 'app_user') => {
+      await client.query('begin');
+      try {
+        if (!context.registered) {
+          await client.query(OPEN_CONTEXT_SQL, context.openParameters());
+          context.registered = true;
+        }
+        await client.query(ENTER_CONTEXT_SQL, context.enterParameters(tenantId, role));
+        const result = await fn(query);
+        await client.query(`commit; ${CLEANUP_SQL}`);
+        return result;
+      } catch (error) {
+        await client.query(`rollback; ${CLEANUP_SQL}`).catch(() => {});
+        throw error;
+      }
+    },
     query,
     script: async (text) => {
       await client.query(text);
@@ -131,6 +156,12 @@ async function serverClient(url: string): Promise<BareClient> {
 
 function pgliteClient(pglite: PGlite): BareClient {
   return {
+    // PGlite is one connection: the package's own guard (guardPglite) signs the context for both.
+    tenantTransaction: (tenantId, fn, role = 'app_user') =>
+      pglite.transaction(async (tx) => {
+        await tx.query(ENTER_CONTEXT_SQL, [tenantId, null, null, role]);
+        return fn(async (text, params) => (await tx.query(text, params as unknown[])).rows as never);
+      }),
     query: async (text, params) => (await pglite.query(text, params as unknown[])).rows as never,
     script: async (text) => {
       await pglite.exec(text);

@@ -16,9 +16,6 @@ import { progress } from '../progress.ts';
 import { between, uuid } from '../random.ts';
 import type { Result } from '../report.ts';
 
-/** withTenant's set-up statement, sent as is by the baseline. */
-const TENANT_SETUP = `select set_config('role', 'app_user', true), set_config('app.tenant_id', $1, true)`;
-
 interface Document {
   resourceId: string;
   chunks: NewChunk[];
@@ -55,8 +52,7 @@ export async function ingestScenario(backend: Backend, world: World, options: { 
   for (const doc of baselineDocs) {
     baseCalls.push(
       await timeIt(() =>
-        backend.bare.transaction(async (q) => {
-          await q(TENANT_SETUP, [tenantId]);
+        backend.bare.tenantTransaction(tenantId, async (q) => {
           for (const [position, chunk] of doc.chunks.entries()) {
             await q(
               `insert into vectors (tenant_id, resource_id, position, content, embedding) values ($1, $2, $3, $4, $5::vector)`,

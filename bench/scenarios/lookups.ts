@@ -59,10 +59,9 @@ export async function lookupScenarios(backend: Backend, world: World): Promise<R
       {
         package: (i) => withTenant(backend.db, list[i % list.length]!.tenantId, list[i % list.length]!.call),
         bareTx: (i) => {
-          const [setup, statement] = statements[i % statements.length]!;
-          return backend.bare.transaction(async (q) => {
-            await q(setup!.sql, setup!.parameters);
-            rows += (await q(statement!.sql, statement!.parameters)).length;
+          const statement = statements[i % statements.length]![1]!;
+          return backend.bare.tenantTransaction(list[i % list.length]!.tenantId, async (q) => {
+            rows += (await q(statement.sql, statement.parameters)).length;
           });
         },
         bareStatement: (i) => {

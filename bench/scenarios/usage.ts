@@ -62,14 +62,13 @@ export async function usageScenarios(backend: Backend, world: World): Promise<Re
     recordUsage(tx, { userId: sample.userId, modelId: world.modelIds[0]!, type: 'chat', inputTokens: 200, outputTokens: 50, idempotencyKey: sampleKey }),
   );
   if (captured.length !== 2) throw new Error(`recordUsage sent ${captured.length - 1} statements; the replay expects one`);
-  const [setup, chargeStatement] = captured as [Statement, Statement];
+  const [, chargeStatement] = captured as [Statement, Statement];
   say(`the same charge SQL through bare connections (same transaction shape): concurrency ${CONCURRENCY} for ${s.usageSeconds} s…`);
   const replayMeter = await cpuMeter(backend);
   const replay = await concurrent((w, i) => {
     const p = payers[(i * 7919) % payers.length]!;
     const swap = (v: unknown) => (v === sample.tenantId ? p.tenantId : v === sample.userId ? p.userId : v === sampleKey ? `bench-${(key += 1)}` : v);
-    return clients[w]!.transaction(async (q) => {
-      await q(setup.sql, setup.parameters.map(swap));
+    return clients[w]!.tenantTransaction(p.tenantId, async (q) => {
       await q(chargeStatement.sql, chargeStatement.parameters.map(swap));
     });
   }, { concurrency: CONCURRENCY, durationMs: s.usageSeconds * 1000 });

@@ -22,6 +22,10 @@ export interface PostgresConfig {
    *  (DB_PREPARED_STATEMENTS; default true). Turn off behind a pooler in transaction mode that
    *  does not keep them per client (PgBouncer before 1.21). */
   preparedStatements: boolean;
+  /** The service role of this connection (DB_APP_ROLE): every statement runs as it (a startup
+   *  setting, so `RESET ROLE` returns to it) and withTenant uses it. Unset: the login's own role
+   *  outside withTenant, and withTenant uses `app_user` (development and tests). */
+  appRole?: AppRole | undefined;
 }
 
 /** Embedded PostgreSQL (PGlite with pgvector) in this process. */
@@ -29,11 +33,27 @@ export interface PgliteConfig {
   kind: 'pglite';
   /** A directory (created when missing) or `memory://` (DB_STORAGE; default `.data/pglite`). */
   storage: string;
+  /** The role withTenant uses by default (DB_APP_ROLE; default `app_user`). PGlite has no logins:
+   *  it only switches to this role inside withTenant. */
+  appRole?: AppRole | undefined;
 }
 
 export type DbConfig = PostgresConfig | PgliteConfig;
 
 type Env = Record<string, string | undefined>;
+
+/** The application roles the migrations create: one per service of seed 000's ownership matrix,
+ *  and app_user, a member of all three, the default for development and tests. */
+export const APP_ROLES = ['app_server', 'app_gateway', 'app_cms', 'app_user'] as const;
+export type AppRole = (typeof APP_ROLES)[number];
+
+/** `value` as an AppRole; anything else is a ConfigError naming `source`. */
+export function appRole(value: unknown, source = 'DB_APP_ROLE'): AppRole {
+  if (typeof value !== 'string' || !(APP_ROLES as readonly string[]).includes(value)) {
+    throw new ConfigError(`${source} must be one of ${APP_ROLES.join(', ')}, got ${JSON.stringify(value)}`);
+  }
+  return value as AppRole;
+}
 
 const PG_ENV = ['PGHOST', 'PGPORT', 'PGDATABASE', 'PGUSER', 'PGPASSWORD'] as const;
 
@@ -58,7 +78,8 @@ export function loadConfig(env: Env = process.env): DbConfig {
     }
     return postgresConfig({ connectionString: url }, env);
   }
-  return { kind: 'pglite', storage: nonEmpty(env.DB_STORAGE) ?? '.data/pglite' };
+  const role = nonEmpty(env.DB_APP_ROLE);
+  return { kind: 'pglite', storage: nonEmpty(env.DB_STORAGE) ?? '.data/pglite', ...(role === undefined ? {} : { appRole: appRole(role) }) };
 }
 
 /** A complete PostgresConfig: what is given, else the environment, else the defaults. */
@@ -75,6 +96,7 @@ export function postgresConfig(given: Partial<Omit<PostgresConfig, 'kind'>>, env
       given.idleInTransactionTimeoutMs ?? intEnv(env, 'DB_IDLE_IN_TRANSACTION_TIMEOUT_MS', 60_000, 0),
     applicationName: given.applicationName ?? 'database',
     preparedStatements: given.preparedStatements ?? flagEnv(env, 'DB_PREPARED_STATEMENTS', true),
+    appRole: given.appRole ?? (nonEmpty(env.DB_APP_ROLE) === undefined ? undefined : appRole(nonEmpty(env.DB_APP_ROLE))),
   };
 }
 

@@ -4,8 +4,10 @@ import { vector } from '@electric-sql/pglite-pgvector';
 import { Kysely, PGliteDialect, PostgresDialect, type Transaction } from 'kysely';
 import pg from 'pg';
 import { SnakeCamelPlugin } from './camel-case.ts';
-import { loadConfig, type DbConfig, type PostgresConfig } from './config.ts';
-import { usePreparedStatements } from './prepared-statements.ts';
+import { loadConfig, type AppRole, type DbConfig, type PostgresConfig } from './config.ts';
+import { guardClient, releaseOf } from './guard-pg-client.ts';
+import { guardPglite } from './guard-pglite.ts';
+import { nameStatements } from './prepared-statements.ts';
 import type { DB } from './schema.generated.ts';
 import { VectorPlugin } from './vector.ts';
 
@@ -25,6 +27,13 @@ export interface CreateDbOptions {
 }
 
 const pools = new WeakMap<Kysely<any>, pg.Pool>();
+// Keyed by the dialect's adapter: one per createDb, shared by db.withPlugin(…), withoutPlugins(), withSchema(…).
+const appRoles = new WeakMap<object, AppRole>();
+
+/** The service role `db` was configured with (DB_APP_ROLE or the config's appRole), if any. */
+export function appRoleOf(db: Kysely<any>): AppRole | undefined {
+  return appRoles.get(db.getExecutor().adapter);
+}
 
 /**
  * Creates a `Kysely<DB>` with camelCase names and `number[]` vectors, over a `pg` Pool when the
@@ -41,11 +50,15 @@ export function createDb(config: DbConfig = loadConfig(), options: CreateDbOptio
   let db: Kysely<DB>;
   if (config.kind === 'postgres') {
     const pool = createPool(config, options);
-    db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }), plugins });
+    db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: guardedPool(pool) }), plugins });
     pools.set(db, pool);
   } else {
-    db = new Kysely<DB>({ dialect: new PGliteDialect({ pglite: () => openPglite(config.storage) }), plugins });
+    db = new Kysely<DB>({
+      dialect: new PGliteDialect({ pglite: async () => guardPglite(await openPglite(config.storage)) }),
+      plugins,
+    });
   }
+  if (config.appRole !== undefined) appRoles.set(db.getExecutor().adapter, config.appRole);
   return db;
 }
 
@@ -64,8 +77,39 @@ export async function closeGracefully(db: Kysely<any>, options: { timeoutMs?: nu
   await db.destroy();
 }
 
+/**
+ * What Kysely sees of the pool: connections whose release discards them when the tenant-context
+ * hooks found them tampered with (guard-pg-client.ts).
+ */
+function guardedPool(pool: pg.Pool) {
+  return {
+    options: pool.options,
+    Client: (pool as unknown as { Client: unknown }).Client as never,
+    connect: async () => {
+      const client = await pool.connect();
+      client.release = releaseOf(client);
+      return client;
+    },
+    end: () => pool.end(),
+  };
+}
+
+/**
+ * Settings every pooled connection starts with (the startup packet's `options`), which the
+ * package relies on: RESET ALL, run at the start and end of every tenant transaction, returns to
+ * these, and they override any `ALTER ROLE … SET` of the login role. `pg_temp` is listed last,
+ * so a temporary table cannot shadow a table of the package; with an appRole, `RESET ROLE`
+ * returns to that role, not to the login role.
+ */
+function startupOptions(config: PostgresConfig): string {
+  const settings = ['search_path=public,pg_temp', 'default_transaction_read_only=off'];
+  if (config.appRole !== undefined) settings.push(`role=${config.appRole}`);
+  return settings.map((s) => `-c ${s}`).join(' ');
+}
+
 function createPool(config: PostgresConfig, options: CreateDbOptions): pg.Pool {
   const pool = new pg.Pool({
+    options: startupOptions(config),
     ...(config.connectionString === undefined ? {} : { connectionString: config.connectionString }),
     max: config.poolMax,
     idleTimeoutMillis: config.idleTimeoutMs,
@@ -87,7 +131,7 @@ function createPool(config: PostgresConfig, options: CreateDbOptions): pg.Pool {
   // unusable, the next query on it rejects, and pg-pool discards it on release.
   pool.on('connect', (client) => {
     client.on('error', onError);
-    if (config.preparedStatements) usePreparedStatements(client);
+    guardClient(client, config.preparedStatements ? nameStatements : undefined);
   });
   return pool;
 }

@@ -16,7 +16,19 @@ export class ValidationError extends Error {
 
 /** A tenant-scoped call was made without (or with a broken) tenant context. */
 export class TenantContextError extends Error {
-  override readonly name = 'TenantContextError';
+  override readonly name: string = 'TenantContextError';
+}
+
+/**
+ * A pooled connection showed signs that SQL run on it tampered with the package's state (a
+ * prepared statement dropped or replaced, a tenant transaction that could not be cleaned up).
+ * The connection is discarded, never pooled again; withTenant retries on another one.
+ */
+export class ConnectionTamperedError extends TenantContextError {
+  override readonly name = 'ConnectionTamperedError';
+  constructor(reason: string) {
+    super(`connection discarded: ${reason}`);
+  }
 }
 
 /** `getX` found nothing: `entity` is what was looked for, `id` the key it was looked for by. */

@@ -1,5 +1,3 @@
-import type pg from 'pg';
-
 /** Statements with this many parameters or more stay unnamed (multi-row inserts: their text varies with the row count). */
 const MAX_PARAMETERS = 100;
 /** Distinct statement texts given a name, per process; later texts stay unnamed. */
@@ -8,13 +6,15 @@ const MAX_NAMES = 1000;
 const names = new Map<string, string>();
 
 /**
- * Makes `client` send each parameterized statement as a named prepared statement: PostgreSQL
+ * Wraps a connection's `query` so that it sends each parameterized statement as a named prepared statement: PostgreSQL
  * parses it once per connection (and, for most statements, plans it once: after five executions
  * it may keep a generic plan) and from then on only binds and executes it. Kysely sends the same
  * SQL text for a query function every time (values are parameters), so the names are few.
  *
  * Statements without parameters (`begin`, `commit`, scripts) keep the simple protocol. A name
  * always stands for one text (the map is per process), as node-postgres requires per connection.
+ * The tenant-context statements bypass this wrapper (guard-pg-client.ts): SQL could replace a
+ * named statement, never an unnamed one.
  *
  * Searches whose best plan depends on the tenant set `plan_cache_mode = force_custom_plan` for
  * their transaction (see queries/vectors.ts): a generic plan is costed for an average tenant.
@@ -26,9 +26,8 @@ const names = new Map<string, string>();
  * The package's statements name their columns (no `select *` or `returning *`), so only a change
  * of a returned column's type does that, which breaks the old code's queries anyway.
  */
-export function usePreparedStatements(client: pg.PoolClient): void {
-  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-  (client as unknown as { query: unknown }).query = (text: unknown, values?: unknown, callback?: unknown) => {
+export function nameStatements(query: (...args: unknown[]) => Promise<unknown>): (...args: unknown[]) => Promise<unknown> {
+  return (text: unknown, values?: unknown, callback?: unknown) => {
     if (typeof text === 'string' && Array.isArray(values) && values.length > 0 && values.length < MAX_PARAMETERS) {
       const name = nameOf(text);
       if (name !== undefined) return callback === undefined ? query({ name, text, values }) : query({ name, text, values }, callback);

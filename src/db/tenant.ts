@@ -1,7 +1,9 @@
-import { sql, type Kysely } from 'kysely';
-import { TenantContextError, ValidationError } from './errors.ts';
+import { CompiledQuery, sql, type Kysely } from 'kysely';
+import { appRole, type AppRole } from './config.ts';
+import { appRoleOf, type Tx } from './create-db.ts';
+import { ConnectionTamperedError, TenantContextError, ValidationError } from './errors.ts';
 import type { DB } from './schema.generated.ts';
-import type { Tx } from './create-db.ts';
+import { ENTER_CONTEXT_SQL } from './tenant-context.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -15,8 +17,11 @@ export function assertUuid(field: string, value: unknown): asserts value is stri
   if (!isUuid(value)) throw new ValidationError(field, `must be a UUID, got ${describe(value)}`);
 }
 
-const checkedRoles = new WeakMap<Kysely<any>, Promise<void>>();
+const checkedRoles = new WeakMap<Kysely<any>, Map<AppRole, Promise<void>>>();
 const tenantOfTx = new WeakMap<Kysely<any>, string>();
+const roleOfTx = new WeakMap<Kysely<any>, AppRole>();
+/** Attempts of withTenant when the connection it got is found tampered with (and discarded). */
+const MAX_ATTEMPTS = 3;
 
 /**
  * The tenant of a transaction opened by {@link withTenant}. Tenant-scoped query functions call it
@@ -31,47 +36,85 @@ export function tenantOf(db: Kysely<any>): string {
   return tenantId;
 }
 
+/** The service role a transaction opened by {@link withTenant} runs as, if it is one. */
+export function roleOf(db: Kysely<any>): AppRole | undefined {
+  return roleOfTx.get(db);
+}
+
+/** Options of {@link withTenant}. */
+export interface WithTenantOptions {
+  /** The service role for this transaction; default: the database's appRole (DB_APP_ROLE), else `app_user`. */
+  role?: AppRole;
+}
+
 /**
- * Runs `fn` in one transaction as tenant `tenantId`: the transaction first switches to the
- * `app_user` role and sets `app.tenant_id` transaction-locally (a bound parameter), so row-level
- * security limits every statement in `fn` to that tenant. Both settings end with the transaction:
- * nothing leaks to the next user of a pooled connection. Refuses to run when `app_user` could
- * bypass row-level security.
+ * Runs `fn` in one transaction as tenant `tenantId`, as the service's role (`options.role`, else
+ * DB_APP_ROLE, else `app_user`): row-level security limits every statement in `fn` to that
+ * tenant. The tenant is signed, not merely set: the transaction's first statement has the
+ * database verify an HMAC of the tenant made with this connection's key, which SQL cannot read
+ * (migration 0010), so no statement in `fn` — raw SQL included — can switch to another tenant.
+ * Whatever `fn` leaves on the pooled connection (settings, temporary objects, locks, a role,
+ * replaced prepared statements) is reset or gets the connection discarded before anyone else
+ * uses it. A tenant that does not exist → NotFoundError('tenant'), before `fn` runs. Refuses to
+ * run when the role could bypass row-level security.
  *
  * @example
  * const convos = await withTenant(db, tenantId, (tx) => listConversations(tx, { userId }));
+ * const charge = await withTenant(db, tenantId, (tx) => recordUsage(tx, call), { role: 'app_gateway' });
  */
-export async function withTenant<T>(db: Kysely<DB>, tenantId: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
+export async function withTenant<T>(
+  db: Kysely<DB>,
+  tenantId: string,
+  fn: (tx: Tx) => Promise<T>,
+  options: WithTenantOptions = {},
+): Promise<T> {
   assertUuid('tenantId', tenantId);
   if (db.isTransaction) {
     throw new TenantContextError('withTenant needs the database, not a transaction: it opens its own transaction');
   }
-  await assertRoleEnforcesRls(db);
-  return db.transaction().execute(async (tx) => {
-    // One round trip: set_config('role', ..., true) is SET LOCAL ROLE.
-    await sql`select set_config('role', 'app_user', true), set_config('app.tenant_id', ${tenantId}, true)`.execute(tx);
-    tenantOfTx.set(tx, tenantId.toLowerCase());
-    return fn(tx);
-  });
+  const role = options.role === undefined ? (appRoleOf(db) ?? 'app_user') : appRole(options.role, 'withTenant role');
+  await assertRoleEnforcesRls(db, role);
+  const tenant = tenantId.toLowerCase();
+  for (let attempt = 1; ; attempt += 1) {
+    let entered = false;
+    try {
+      return await db.transaction().execute(async (tx) => {
+        // The connection's hook (guard-pg-client.ts, guard-pglite.ts) adds the counter and the signature.
+        await tx.executeQuery(CompiledQuery.raw(ENTER_CONTEXT_SQL, [tenant, null, null, role]));
+        entered = true;
+        tenantOfTx.set(tx, tenant);
+        roleOfTx.set(tx, role);
+        return fn(tx);
+      });
+    } catch (error) {
+      if (error instanceof ConnectionTamperedError && !entered && attempt < MAX_ATTEMPTS) continue;
+      throw error;
+    }
+  }
 }
 
-/** Checked once per database: app_user must be bound by row-level security. */
-function assertRoleEnforcesRls(db: Kysely<DB>): Promise<void> {
-  let check = checkedRoles.get(db);
+/** Checked once per database and role: the role must exist and be bound by row-level security. */
+function assertRoleEnforcesRls(db: Kysely<DB>, role: AppRole): Promise<void> {
+  let byRole = checkedRoles.get(db);
+  if (byRole === undefined) {
+    byRole = new Map();
+    checkedRoles.set(db, byRole);
+  }
+  let check = byRole.get(role);
   if (check === undefined) {
     check = (async () => {
       const { rows } = await sql<{ rolsuper: boolean; rolbypassrls: boolean }>`
-        select rolsuper, rolbypassrls from pg_roles where rolname = 'app_user'`.execute(db);
-      const role = rows[0];
-      if (role === undefined) {
-        throw new TenantContextError('role app_user does not exist: run the migrations first (npm run migrate)');
+        select rolsuper, rolbypassrls from pg_roles where rolname = ${role}`.execute(db);
+      const found = rows[0];
+      if (found === undefined) {
+        throw new TenantContextError(`role ${role} does not exist: run the migrations first (npx database migrate)`);
       }
-      if (role.rolsuper || role.rolbypassrls) {
-        throw new TenantContextError('role app_user is SUPERUSER or BYPASSRLS: row-level security would not apply; refusing');
+      if (found.rolsuper || found.rolbypassrls) {
+        throw new TenantContextError(`role ${role} is SUPERUSER or BYPASSRLS: row-level security would not apply; refusing`);
       }
     })();
-    check.catch(() => checkedRoles.delete(db));
-    checkedRoles.set(db, check);
+    check.catch(() => byRole.delete(role));
+    byRole.set(role, check);
   }
   return check;
 }

@@ -304,102 +304,133 @@ describe('tenants, agents and agent_tools', () => {
   });
 });
 
-describe('the app_user role', () => {
-  it('exists with NOSUPERUSER, NOBYPASSRLS, NOLOGIN and no other power', async () => {
-    const role = await rows(sql`
-      select rolsuper, rolbypassrls, rolcanlogin, rolcreaterole, rolcreatedb, rolreplication
-      from pg_roles where rolname = 'app_user'`);
-    expect(role).toEqual([
-      { rolsuper: false, rolbypassrls: false, rolcanlogin: false, rolcreaterole: false, rolcreatedb: false, rolreplication: false },
-    ]);
+/** The application roles (DESIGN.md, "Row-level security"): one per service, and app_user, a member of all three. */
+const APP_ROLES = ['app_server', 'app_gateway', 'app_cms', 'app_user'];
+const SERVICE_ROLES = ['app_server', 'app_gateway', 'app_cms'];
+
+describe('the application roles', () => {
+  it('exist with NOSUPERUSER, NOBYPASSRLS, NOLOGIN and no other power', async () => {
+    const roles = await rows(sql`
+      select rolname::text, rolsuper, rolbypassrls, rolcanlogin, rolcreaterole, rolcreatedb, rolreplication
+      from pg_roles where rolname = any(${APP_ROLES}::text[]) order by 1`);
+    expect(roles).toEqual(
+      [...APP_ROLES].sort().map((rolname) => ({
+        rolname, rolsuper: false, rolbypassrls: false, rolcanlogin: false, rolcreaterole: false, rolcreatedb: false, rolreplication: false,
+      })),
+    );
   });
 
-  it('is not a member of any role with more rights', async () => {
-    // Every role app_user belongs to, directly or through others; none may add rights.
-    const memberOf = await rows<{ rolname: string; powerful: boolean; holds: number }>(sql`
-      with recursive m(roleid) as (
-        select roleid from pg_auth_members where member = 'app_user'::regrole
+  it('are members of no role but the service roles (app_user of all three), none with more rights', async () => {
+    // Every role each app role belongs to, directly or through others.
+    const memberOf = await rows<{ member: string; rolname: string; powerful: boolean }>(sql`
+      with recursive m(member, roleid) as (
+        select a.member, a.roleid from pg_auth_members a where a.member = any(select oid from pg_roles where rolname = any(${APP_ROLES}::text[]))
         union
-        select a.roleid from pg_auth_members a join m on a.member = m.roleid
+        select m.member, a.roleid from pg_auth_members a join m on a.member = m.roleid
       )
-      select r.rolname::text as rolname,
-             (r.rolsuper or r.rolbypassrls or r.rolcreaterole or r.rolcreatedb or r.rolreplication or r.rolname like 'pg\_%') as powerful,
-             (select count(*)::int from pg_shdepend s
-              where s.refclassid = 'pg_authid'::regclass and s.refobjid = r.oid and s.deptype in ('o', 'a')
-                and s.dbid in (0, (select oid from pg_database where datname = current_database()))) as holds
-      from m join pg_roles r on r.oid = m.roleid`);
-    // (holds: objects it owns or privileges granted to it in this database)
-    expect(memberOf.filter((r) => r.powerful || r.holds > 0)).toEqual([]);
+      select pg_get_userbyid(m.member)::text as member, r.rolname::text as rolname,
+             (r.rolsuper or r.rolbypassrls or r.rolcreaterole or r.rolcreatedb or r.rolreplication or r.rolname like 'pg\_%') as powerful
+      from m join pg_roles r on r.oid = m.roleid order by 1, 2`);
+    expect(memberOf).toEqual(SERVICE_ROLES.map((rolname) => ({ member: 'app_user', rolname, powerful: false })).sort((a, b) => a.rolname.localeCompare(b.rolname)));
   });
 
-  it('owns no table, function, schema, type or other object', async () => {
+  it('app_user holds nothing of its own in this database: only what the service roles hold', async () => {
+    const [{ holds }] = (await rows<{ holds: number }>(sql`
+      select count(*)::int as holds from pg_shdepend s
+      where s.refclassid = 'pg_authid'::regclass and s.refobjid = 'app_user'::regrole and s.deptype in ('o', 'a')
+        and s.dbid = (select oid from pg_database where datname = current_database())`)) as [{ holds: number }];
+    expect(holds).toBe(0);
+  });
+
+  it('own no table, function, schema, type or other object', async () => {
     const owned = await rows<{ kind: string; name: string }>(sql`
-      select 'relation' as kind, c.oid::regclass::text as name from pg_class c where c.relowner = 'app_user'::regrole
-      union all select 'function', p.oid::regprocedure::text from pg_proc p where p.proowner = 'app_user'::regrole
-      union all select 'schema', n.nspname::text from pg_namespace n where n.nspowner = 'app_user'::regrole
-      union all select 'type', t.oid::regtype::text from pg_type t where t.typowner = 'app_user'::regrole
+      with r as (select oid from pg_roles where rolname = any(${APP_ROLES}::text[]))
+      select 'relation' as kind, c.oid::regclass::text as name from pg_class c where c.relowner in (select oid from r)
+      union all select 'function', p.oid::regprocedure::text from pg_proc p where p.proowner in (select oid from r)
+      union all select 'schema', n.nspname::text from pg_namespace n where n.nspowner in (select oid from r)
+      union all select 'type', t.oid::regtype::text from pg_type t where t.typowner in (select oid from r)
       union all select 'shdepend ' || s.classid::regclass::text, s.objid::text from pg_shdepend s
-        where s.refclassid = 'pg_authid'::regclass and s.refobjid = 'app_user'::regrole and s.deptype = 'o'
+        where s.refclassid = 'pg_authid'::regclass and s.refobjid in (select oid from r) and s.deptype = 'o'
           and s.dbid in (0, (select oid from pg_database where datname = current_database()))`);
     expect(owned).toEqual([]);
   });
 
-  it('has no privilege at all on the migrator ledger', async () => {
+  it.each(APP_ROLES)('%s has no privilege at all on the migrator ledger', async (role) => {
     const [privileges] = await rows(sql`
-      select has_table_privilege('app_user', ${`public.${LEDGER_TABLE}`}, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER') as table_level,
-             has_any_column_privilege('app_user', ${`public.${LEDGER_TABLE}`}, 'SELECT, INSERT, UPDATE, REFERENCES') as column_level`);
+      select has_table_privilege(${role}, ${`public.${LEDGER_TABLE}`}, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER') as table_level,
+             has_any_column_privilege(${role}, ${`public.${LEDGER_TABLE}`}, 'SELECT, INSERT, UPDATE, REFERENCES') as column_level`);
     expect(privileges).toEqual({ table_level: false, column_level: false });
   });
 
-  it('can select providers.name but not providers.api_key', async () => {
+  it.each(APP_ROLES)('%s cannot read providers.api_key', async (role) => {
     const [privileges] = await rows(sql`
-      select has_column_privilege('app_user', 'public.providers', 'name', 'SELECT') as name,
-             has_column_privilege('app_user', 'public.providers', 'api_key', 'SELECT, INSERT, UPDATE, REFERENCES') as api_key,
-             has_table_privilege('app_user', 'public.providers', 'SELECT') as whole_table`);
-    expect(privileges).toEqual({ name: true, api_key: false, whole_table: false });
-    const asAppUser = (query: RawBuilder<unknown>) =>
+      select has_column_privilege(${role}, 'public.providers', 'api_key', 'SELECT, INSERT, UPDATE, REFERENCES') as api_key,
+             has_table_privilege(${role}, 'public.providers', 'SELECT') as whole_table`);
+    expect(privileges).toEqual({ api_key: false, whole_table: false });
+    const asRole = (query: RawBuilder<unknown>) =>
       db.transaction().execute(async (tx) => {
-        await sql`set local role app_user`.execute(tx);
+        await sql`select set_config('role', ${role}, true)`.execute(tx);
         return (await query.execute(tx)).rows;
       });
-    await expect(asAppUser(sql`select name from providers`)).resolves.toEqual(expect.any(Array));
-    await expect(asAppUser(sql`select api_key from providers`)).rejects.toMatchObject({ code: '42501' });
+    await expect(asRole(sql`select api_key from providers`)).rejects.toMatchObject({ code: '42501' });
   });
 
-  it('has only SELECT on the catalog tables', async () => {
-    const privileges = await rows<{ table: string; select_any: boolean; writes: boolean; column_writes: boolean }>(sql`
-      select t as table,
-             has_any_column_privilege('app_user', 'public.' || t, 'SELECT') as select_any,
-             has_table_privilege('app_user', 'public.' || t, 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER') as writes,
-             has_any_column_privilege('app_user', 'public.' || t, 'INSERT, UPDATE, REFERENCES') as column_writes
-      from unnest(${CATALOG_TABLES}::text[]) t order by 1`);
-    expect(privileges).toEqual(
-      [...CATALOG_TABLES].sort().map((table) => ({ table, select_any: true, writes: false, column_writes: false })),
+  it('write the catalog only where the ownership matrix says: the cms writes prompts and tools', async () => {
+    const writes = await rows<{ role: string; table: string }>(sql`
+      select r as role, t as table
+      from unnest(${APP_ROLES}::text[]) r cross join unnest(${CATALOG_TABLES}::text[]) t
+      where has_table_privilege(r, 'public.' || t, 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+         or has_any_column_privilege(r, 'public.' || t, 'INSERT, UPDATE, REFERENCES')
+      order by 1, 2`);
+    expect(writes).toEqual(
+      ['app_cms', 'app_user'].flatMap((role) => ['prompts', 'tools'].map((table) => ({ role, table }))),
     );
   });
 
-  it('has no TRUNCATE, REFERENCES or TRIGGER on any table, and nothing beyond SELECT/INSERT/UPDATE/DELETE in any ACL', async () => {
+  it('cannot change money or rank: users.budget, role_id, status, api_key_hash, tenants.plan; usage is append-only', async () => {
+    const problems = await rows<{ role: string; problem: string }>(sql`
+      select r as role, 'may update ' || c as problem
+      from unnest(${APP_ROLES}::text[]) r
+      cross join unnest(array['users.budget', 'users.role_id', 'users.status', 'users.api_key_hash', 'users.tenant_id', 'tenants.plan']) c
+      where has_column_privilege(r, 'public.' || split_part(c, '.', 1), split_part(c, '.', 2), 'UPDATE')
+      union all
+      select r, 'may ' || lower(p) || ' usage' from unnest(${APP_ROLES}::text[]) r cross join unnest(array['UPDATE', 'DELETE', 'TRUNCATE']) p
+      where has_table_privilege(r, 'public.usage', p) or (p = 'UPDATE' and has_any_column_privilege(r, 'public.usage', 'UPDATE'))
+      order by 1, 2`);
+    expect(problems).toEqual([]);
+  });
+
+  it('have no TRUNCATE, REFERENCES or TRIGGER on any table, and nothing beyond SELECT/INSERT/UPDATE/DELETE in any ACL', async () => {
     const problems = await rows<{ relation: string; problem: string }>(sql`
-      select c.oid::regclass::text as relation, 'has ' || p.privilege as problem
+      select c.oid::regclass::text as relation, r || ' has ' || p.privilege as problem
       from pg_class c join pg_namespace n on n.oid = c.relnamespace
       cross join unnest(array['TRUNCATE', 'REFERENCES', 'TRIGGER']) p(privilege)
+      cross join unnest(${APP_ROLES}::text[]) r
       where n.nspname in ('public', 'app') and c.relkind in ('r', 'p', 'v', 'm', 'f')
-        and (has_table_privilege('app_user', c.oid, p.privilege)
-             or (p.privilege = 'REFERENCES' and has_any_column_privilege('app_user', c.oid, 'REFERENCES')))
+        and (has_table_privilege(r, c.oid, p.privilege)
+             or (p.privilege = 'REFERENCES' and has_any_column_privilege(r, c.oid, 'REFERENCES')))
       union all
-      select c.oid::regclass::text, 'ACL grants ' || a.privilege_type || ' to ' || case when a.grantee = 0 then 'PUBLIC' else 'app_user' end
+      select c.oid::regclass::text, 'ACL grants ' || a.privilege_type || ' to ' || case when a.grantee = 0 then 'PUBLIC' else pg_get_userbyid(a.grantee) end
       from pg_class c join pg_namespace n on n.oid = c.relnamespace
       cross join lateral aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
       where n.nspname in ('public', 'app') and c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')
-        and (a.grantee = 0 or a.grantee = 'app_user'::regrole)
+        and (a.grantee = 0 or pg_get_userbyid(a.grantee) = any(${APP_ROLES}::text[]))
         and a.privilege_type not in ('SELECT', 'INSERT', 'UPDATE', 'DELETE')
       order by 1, 2`);
+    expect(problems).toEqual([]);
+  });
+
+  it('cannot read or write the tenant-context keys', async () => {
+    const problems = await rows<{ role: string }>(sql`
+      select r as role from unnest(${APP_ROLES}::text[]) r
+      where has_table_privilege(r, 'app.tenant_contexts', 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE')
+         or has_any_column_privilege(r, 'app.tenant_contexts', 'SELECT, INSERT, UPDATE')`);
     expect(problems).toEqual([]);
   });
 });
 
 describe('functions', () => {
-  it('every SECURITY DEFINER function pins its search_path to schemas app_user cannot write, and PUBLIC cannot execute it', async () => {
+  it('every SECURITY DEFINER function pins its search_path to schemas no app role can write, and PUBLIC cannot execute it', async () => {
     const definers = await rows<{ fn: string; config: string[] | null; public_execute: boolean }>(sql`
       select p.oid::regprocedure::text as fn, p.proconfig as config,
              exists (select 1 from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
@@ -425,17 +456,20 @@ describe('functions', () => {
       const writable = await rows<{ schema: string }>(sql`
         select n.nspname::text as schema from pg_namespace n
         where n.nspname = any(${schemas}::text[])
-          and (has_schema_privilege('app_user', n.oid, 'CREATE') or has_schema_privilege('public', n.oid, 'CREATE'))`);
-      for (const w of writable) problems.push(`${d.fn}: search_path has ${w.schema}, where app_user or PUBLIC can create objects`);
+          and (exists (select from unnest(${APP_ROLES}::text[]) r where has_schema_privilege(r, n.oid, 'CREATE'))
+               or has_schema_privilege('public', n.oid, 'CREATE'))`);
+      for (const w of writable) problems.push(`${d.fn}: search_path has ${w.schema}, where an app role or PUBLIC can create objects`);
     }
     expect(problems).toEqual([]);
   });
 
-  it('app.current_tenant_id() is STABLE and not SECURITY DEFINER', async () => {
+  it('app.current_tenant_id() is STABLE (one call per statement in the policies\' initplans) and reads the signed context', async () => {
     const fn = await rows(sql`
-      select p.provolatile as volatility, p.prosecdef as security_definer, pg_get_function_result(p.oid) as result
+      select p.provolatile as volatility, p.prosecdef as security_definer, pg_get_function_result(p.oid) as result,
+             p.prosrc ~ 'app\.tenant_contexts' as reads_signed_context, p.prosrc ~ 'current_setting' as reads_a_setting
       from pg_proc p where p.oid = 'app.current_tenant_id()'::regprocedure`);
-    expect(fn).toEqual([{ volatility: 's', security_definer: false, result: 'uuid' }]);
+    // SECURITY DEFINER: it reads app.tenant_contexts, which no app role may read.
+    expect(fn).toEqual([{ volatility: 's', security_definer: true, result: 'uuid', reads_signed_context: true, reads_a_setting: false }]);
   });
 });
 

@@ -251,8 +251,8 @@ describe('migrating up, down to nothing, and up again', () => {
     expect(has('triggers', 'users_set_updated_at')).toBe(true);
     expect(has('policies', '"policy": "users_select"')).toBe(true);
     expect(has('functions', 'app.resolve_api_key(key_hash text)')).toBe(true);
-    expect(has('relations', 'app_user=SELECT/')).toBe(true);
-    expect(has('columns', 'app_user=SELECT/')).toBe(true); // providers' column grants
+    expect(has('relations', 'app_cms=SELECT/')).toBe(true);
+    expect(has('columns', 'app_gateway=SELECT/')).toBe(true); // providers' column grants
     expect(has('comments', 'column public.users.remaining')).toBe(true);
     expect(has('sequences', 'roles.id (i)')).toBe(true);
     // pgvector's own functions, operators and types are the extension's, listed once as the extension.

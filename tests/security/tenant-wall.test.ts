@@ -1,0 +1,206 @@
+/**
+ * The tenant wall against SQL run inside it. The threat: a bug in a service (a raw `sql` fragment
+ * built from input, a library running its own SQL) hands an attacker arbitrary SQL inside a
+ * withTenant transaction, with the service's credentials. On the server every attack runs as a
+ * login role made exactly as the README says (`create role … login password … noinherit in role
+ * app_cms`, DB_APP_ROLE=app_cms) over a pool of ONE connection, so that "A then B" is the same
+ * backend; never as a superuser. PGlite has no login roles (its one session is a superuser): the
+ * attacks that do not need one run there too.
+ */
+import { sql, type Kysely } from 'kysely';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DB } from '../../src/db/schema.generated.ts';
+import { NotFoundError } from '../../src/db/errors.ts';
+import { withTenant } from '../../src/db/tenant.ts';
+import { getUser } from '../../src/queries/users.ts';
+import { appendMessage, listMessages } from '../../src/queries/messages.ts';
+import { createConversation } from '../../src/queries/conversations.ts';
+import { listModels } from '../../src/queries/models.ts';
+import { insertChatWorld, type ChatWorld } from '../support/conversation-fixtures.ts';
+import { createLoginRole, type LoginRole } from '../support/login-role.ts';
+import { onServer, openTestDb, type TestDb } from '../support/test-db.ts';
+
+let t: TestDb;
+let w: ChatWorld;
+let cms: LoginRole | undefined;
+/** The database the attacks go through: a cms login with one connection (server), or PGlite. */
+let db: Kysely<DB>;
+let bConversationId: string;
+
+beforeAll(async () => {
+  t = await openTestDb();
+  w = await insertChatWorld(t.db);
+  const convo = await withTenant(t.db, w.b.tenantId, (tx) => createConversation(tx, { userId: w.b.userId, agentId: w.globalAgentId, title: 'B secret plans' }));
+  bConversationId = convo.id;
+  await withTenant(t.db, w.b.tenantId, (tx) =>
+    appendMessage(tx, { conversationId: bConversationId, role: 'user', content: { text: 'the launch code is 0000' } }),
+  );
+  if (onServer) {
+    cms = await createLoginRole(t, 'app_cms');
+    db = cms.open(1);
+  } else {
+    db = t.db;
+  }
+});
+afterAll(async () => {
+  await cms?.drop();
+  await t?.close();
+});
+
+/** What tenant B's rows look like from a transaction of tenant A after `attack` ran in it. */
+async function bRowsSeenFromA(attack: string): Promise<{ conversations: number; messages: number; users: number; searched: number }> {
+  return withTenant(db, w.a.tenantId, async (tx) => {
+    await sql.raw(attack).execute(tx).catch(() => {});
+    const count = async (table: string) =>
+      (await sql<{ n: number }>`select count(*)::int as n from ${sql.table(table)} where tenant_id = ${w.b.tenantId}`.execute(tx).catch(() => ({ rows: [{ n: 0 }] }))).rows[0]!.n;
+    const searched = await sql<{ n: number }>`select count(*)::int as n from app.search_text(websearch_to_tsquery('english', 'launch code'), 10)`
+      .execute(tx)
+      .then((r) => r.rows[0]!.n, () => 0);
+    return { conversations: await count('conversations'), messages: await count('messages'), users: await count('users'), searched };
+  });
+}
+
+describe('the tenant cannot be switched from inside a withTenant transaction', () => {
+  it("sanity: B's rows exist, and B sees them", async () => {
+    const seen = await withTenant(db, w.b.tenantId, (tx) => listMessages(tx, { conversationId: bConversationId }));
+    expect(seen.items.map((m) => m.content)).toEqual([{ text: 'the launch code is 0000' }]);
+  });
+
+  it.each([
+    ["set_config('app.tenant_id', B, true)", (b: string) => `select set_config('app.tenant_id', '${b}', true)`],
+    ["set_config('app.tenant_id', B, false)", (b: string) => `select set_config('app.tenant_id', '${b}', false)`],
+    ['set local app.tenant_id = B', (b: string) => `set local app.tenant_id = '${b}'`],
+    ['reset role', () => 'reset role'],
+    ['set role app_user', () => 'set role app_user'],
+    ['set role app_gateway', () => 'set role app_gateway'],
+    ['a forged enter_tenant_context', (b: string) => `select app.enter_tenant_context('${b}', 9223372036854775807, repeat('0', 64))`],
+    ['a second key for the connection', () => `select app.open_tenant_context(decode(repeat('00', 64), 'hex'), decode(repeat('00', 64), 'hex'))`],
+  ])('%s: no row of B is visible, and search finds none', async (_, attack) => {
+    // `reset role` on PGlite returns to its superuser session: that is why the wall needs a login role.
+    if (!onServer && /role/.test(_) && !/key|enter/.test(_)) return;
+    expect(await bRowsSeenFromA(attack(w.b.tenantId))).toEqual({ conversations: 0, messages: 0, users: 0, searched: 0 });
+  });
+
+  it("cannot write into B's tenant either", async () => {
+    const code = await withTenant(db, w.a.tenantId, async (tx) => {
+      await sql`select set_config('app.tenant_id', ${w.b.tenantId}, true)`.execute(tx);
+      return sql`insert into conversations (tenant_id, user_id, title) values (${w.b.tenantId}, ${w.b.userId}, 'planted')`
+        .execute(tx)
+        .then(() => 'ok', (error: { code?: string }) => error.code);
+    }).catch((error: { code?: string }) => error.code);
+    expect(code).toBe('42501'); // new row violates row-level security policy
+  });
+
+  it.runIf(onServer)('a signature seen for B cannot be replayed on the same connection', async () => {
+    // Capture what withTenant(B) sent, as an attacker reading it somewhere would have it.
+    const seen: unknown[][] = [];
+    const query = pg.Client.prototype.query;
+    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+      if (typeof args[0] === 'string' && args[0].includes('app.enter_tenant_context') && Array.isArray(args[1])) seen.push(args[1]);
+      return (query as (...a: unknown[]) => unknown).apply(this, args);
+    } as typeof query;
+    try {
+      await withTenant(db, w.b.tenantId, async () => {});
+    } finally {
+      pg.Client.prototype.query = query;
+    }
+    const [tenant, counter, signature] = seen.at(-1) as [string, string, string];
+    expect(tenant).toBe(w.b.tenantId);
+    const outcome = await withTenant(db, w.a.tenantId, async (tx) => {
+      const replay = await sql`select app.enter_tenant_context(${tenant}::uuid, ${counter}::bigint, ${signature})`.execute(tx).then(
+        () => 'accepted',
+        (error: { message: string }) => error.message,
+      );
+      return replay;
+    }).catch((error: { message: string }) => error.message);
+    expect(outcome).toMatch(/counter \d+ was used already/);
+  });
+});
+
+describe('nothing crosses a pooled connection (one connection: A, then B)', () => {
+  it('a temp table and view named like ours, made by A, do not take over B', async () => {
+    await withTenant(db, w.a.tenantId, async (tx) => {
+      await sql.raw(`create temp table messages (like public.messages); create temp view conversations as select * from public.conversations where false`).execute(tx);
+    });
+    await withTenant(db, w.b.tenantId, (tx) =>
+      appendMessage(tx, { conversationId: bConversationId, role: 'user', content: { text: 'after A' } }),
+    );
+    const stored = await sql<{ n: number }>`select count(*)::int as n from public.messages where tenant_id = ${w.b.tenantId}`.execute(t.db);
+    expect(stored.rows[0]!.n).toBe(2);
+    const seen = await withTenant(db, w.b.tenantId, (tx) => listMessages(tx, { conversationId: bConversationId }));
+    expect(seen.items).toHaveLength(2);
+    const temp = await withTenant(db, w.b.tenantId, (tx) =>
+      sql<{ n: number }>`select count(*)::int as n from pg_class where relpersistence = 't'`.execute(tx));
+    expect(temp.rows[0]!.n).toBe(0);
+  });
+
+  it("session settings A makes do not reach B's transaction", async () => {
+    const before = await withTenant(db, w.b.tenantId, (tx) =>
+      sql<{ st: string; wm: string }>`select current_setting('statement_timeout') as st, current_setting('work_mem') as wm`.execute(tx));
+    await withTenant(db, w.a.tenantId, async (tx) => {
+      await sql.raw(`set statement_timeout = 0; set work_mem = '1GB'; set app.channel = 'from A'; set search_path = pg_temp, public`).execute(tx);
+    });
+    const after = await withTenant(db, w.b.tenantId, (tx) =>
+      sql<{ st: string; wm: string; channel: string | null; path: string }>`
+        select current_setting('statement_timeout') as st, current_setting('work_mem') as wm,
+               nullif(current_setting('app.channel', true), '') as channel, current_setting('search_path') as path`.execute(tx));
+    expect(after.rows[0]).toEqual({ ...before.rows[0], channel: null, path: 'public, pg_temp' });
+  });
+
+  it('a session advisory lock taken by A is released when its transaction ends', async () => {
+    await withTenant(db, w.a.tenantId, async (tx) => {
+      await sql`select pg_advisory_lock(7305114203)`.execute(tx);
+    });
+    const held = await sql<{ n: number }>`select count(*)::int as n from pg_locks where locktype = 'advisory' and objid = ${7305114203 % 2 ** 32}`.execute(t.db);
+    expect(held.rows[0]!.n).toBe(0);
+  });
+
+  it.runIf(onServer)('SQL run after A commits on its own does not reach the next caller', async () => {
+    await withTenant(db, w.a.tenantId, async (tx) => {
+      await sql.raw(`commit; set search_path = pg_temp, public; create temp table models (id int, name text)`).execute(tx);
+    }).catch(() => {});
+    const models = await listModels(db);
+    expect(models.map((m) => m.id)).toContain(w.modelId);
+  });
+
+  it.runIf(onServer)('`deallocate all` by A: the connection is discarded, and B works', async () => {
+    const pidOf = (k: Kysely<DB>, tenantId: string) =>
+      withTenant(k, tenantId, (tx) => sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(tx)).then((r) => r.rows[0]!.pid);
+    await withTenant(db, w.b.tenantId, (tx) => getUser(tx, { userId: w.b.userId }));
+    const before = await pidOf(db, w.a.tenantId);
+    await withTenant(db, w.a.tenantId, async (tx) => {
+      await sql.raw('deallocate all').execute(tx);
+    });
+    const user = await withTenant(db, w.b.tenantId, (tx) => getUser(tx, { userId: w.b.userId }));
+    expect(user.id).toBe(w.b.userId);
+    expect(await pidOf(db, w.b.tenantId)).not.toBe(before);
+  });
+
+  it.runIf(onServer)("a statement re-prepared under the package's own name by A does not answer B", async () => {
+    await withTenant(db, w.b.tenantId, (tx) => getUser(tx, { userId: w.b.userId }));
+    await withTenant(db, w.a.tenantId, async (tx) => {
+      const { rows } = await sql<{ name: string; parameter_types: string[] }>`
+        select name, parameter_types::text[] from pg_prepared_statements where statement like '%from "users"%' limit 1`.execute(tx);
+      const { name } = rows[0]!;
+      await sql.raw(`deallocate ${name}; prepare ${name}(uuid, uuid) as
+        select $2 as id, 'forged@evil.test' as email, null::text as first_name, null::text as last_name, 'active' as status,
+               1 as role_id, '1000000'::numeric as budget, '1000000'::numeric as remaining, now() as created_at, now() as updated_at`).execute(tx);
+    });
+    const user = await withTenant(db, w.b.tenantId, (tx) => getUser(tx, { userId: w.b.userId }));
+    expect(user.email).not.toBe('forged@evil.test');
+    expect(user.email).toMatch(/@example\.com$/);
+  });
+});
+
+describe('withTenant', () => {
+  it('refuses a well-formed tenant id that does not exist, before fn runs', async () => {
+    let ran = false;
+    await expect(
+      withTenant(db, '00000000-0000-4000-8000-000000000000', async () => {
+        ran = true;
+      }),
+    ).rejects.toThrow(NotFoundError);
+    expect(ran).toBe(false);
+  });
+});
