@@ -112,6 +112,8 @@ export {
   ConfigError,
   MigrationError,
   NotFoundError,
+  StoreLockedError,
+  StoreOpenError,
   TenantContextError,
   ValidationError,
   sqlState,

@@ -1,10 +1,8 @@
-import { mkdirSync } from 'node:fs';
-import { PGlite } from '@electric-sql/pglite';
-import { vector } from '@electric-sql/pglite-pgvector';
 import { Kysely, PGliteDialect, PostgresDialect, type Transaction } from 'kysely';
 import pg from 'pg';
 import { SnakeCamelPlugin } from './camel-case.ts';
 import { loadConfig, type DbConfig, type PostgresConfig } from './config.ts';
+import { openPglite } from './pglite-store.ts';
 import { usePreparedStatements } from './prepared-statements.ts';
 import type { DB } from './schema.generated.ts';
 import { VectorPlugin } from './vector.ts';
@@ -90,9 +88,4 @@ function createPool(config: PostgresConfig, options: CreateDbOptions): pg.Pool {
     if (config.preparedStatements) usePreparedStatements(client);
   });
   return pool;
-}
-
-async function openPglite(storage: string): Promise<PGlite> {
-  if (!storage.includes('://')) mkdirSync(storage, { recursive: true });
-  return PGlite.create(storage, { extensions: { vector } });
 }
