@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { ConfigError } from './errors.ts';
 
 /** Settings of a `pg` Pool; every field has a default (see {@link loadConfig}). */
@@ -27,7 +28,10 @@ export interface PostgresConfig {
 /** Embedded PostgreSQL (PGlite with pgvector) in this process. */
 export interface PgliteConfig {
   kind: 'pglite';
-  /** A directory (created when missing) or `memory://` (DB_STORAGE; default `.data/pglite`). */
+  /**
+   * A directory (created when missing; one process at a time may open it) or `memory://`
+   * (DB_STORAGE; default `.data/pglite` in the working directory). loadConfig makes it absolute.
+   */
   storage: string;
 }
 
@@ -44,7 +48,7 @@ export function isTestMode(env: Env = process.env): boolean {
 
 /**
  * Reads the database configuration from the environment: a `pg` Pool when DATABASE_URL or any
- * PG* variable is set, else embedded PGlite at DB_STORAGE (default `.data/pglite`).
+ * PG* variable is set, else embedded PGlite at DB_STORAGE (default `.data/pglite`), made absolute.
  *
  * @example
  * loadConfig({ DATABASE_URL: 'postgres://app@db/chat', DB_POOL_MAX: '20' })
@@ -58,7 +62,19 @@ export function loadConfig(env: Env = process.env): DbConfig {
     }
     return postgresConfig({ connectionString: url }, env);
   }
-  return { kind: 'pglite', storage: nonEmpty(env.DB_STORAGE) ?? '.data/pglite' };
+  return { kind: 'pglite', storage: resolveStorage(nonEmpty(env.DB_STORAGE) ?? '.data/pglite') };
+}
+
+/**
+ * An embedded store's location as it is opened and shown: a directory as an absolute path (a
+ * relative one is taken from the working directory; `file://` is stripped as PGlite does), any
+ * other `scheme://` (`memory://`) unchanged.
+ */
+export function resolveStorage(storage: string): string {
+  const path = storage.startsWith('file://') ? storage.slice('file://'.length) : storage;
+  if (path.includes('://')) return path;
+  if (path === '') throw new ConfigError(`DB_STORAGE ${JSON.stringify(storage)} names no directory`);
+  return resolve(path);
 }
 
 /** A complete PostgresConfig: what is given, else the environment, else the defaults. */
