@@ -30,6 +30,7 @@ export {
   type SeedOptions,
   type SeedSummary,
   type SeedFileSummary,
+  type SeedRowRef,
 } from './seed/seed.ts';
 
 // Queries: one module per aggregate.
