@@ -30,6 +30,7 @@ export {
   type SeedOptions,
   type SeedSummary,
   type SeedFileSummary,
+  type SeedRowRef,
 } from './seed/seed.ts';
 
 // Queries: one module per aggregate.
@@ -112,6 +113,8 @@ export {
   ConfigError,
   MigrationError,
   NotFoundError,
+  StoreLockedError,
+  StoreOpenError,
   TenantContextError,
   ValidationError,
   sqlState,

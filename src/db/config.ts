@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { ConfigError } from './errors.ts';
 
 /** Settings of a `pg` Pool; every field has a default (see {@link loadConfig}). */
@@ -31,7 +32,10 @@ export interface PostgresConfig {
 /** Embedded PostgreSQL (PGlite with pgvector) in this process. */
 export interface PgliteConfig {
   kind: 'pglite';
-  /** A directory (created when missing) or `memory://` (DB_STORAGE; default `.data/pglite`). */
+  /**
+   * A directory (created when missing; one process at a time may open it) or `memory://`
+   * (DB_STORAGE; default `.data/pglite` in the working directory). loadConfig makes it absolute.
+   */
   storage: string;
   /** The role withTenant uses by default (DB_APP_ROLE; default `app_user`). PGlite has no logins:
    *  it only switches to this role inside withTenant. */
@@ -64,7 +68,7 @@ export function isTestMode(env: Env = process.env): boolean {
 
 /**
  * Reads the database configuration from the environment: a `pg` Pool when DATABASE_URL or any
- * PG* variable is set, else embedded PGlite at DB_STORAGE (default `.data/pglite`).
+ * PG* variable is set, else embedded PGlite at DB_STORAGE (default `.data/pglite`), made absolute.
  *
  * @example
  * loadConfig({ DATABASE_URL: 'postgres://app@db/chat', DB_POOL_MAX: '20' })
@@ -79,7 +83,23 @@ export function loadConfig(env: Env = process.env): DbConfig {
     return postgresConfig({ connectionString: url }, env);
   }
   const role = nonEmpty(env.DB_APP_ROLE);
-  return { kind: 'pglite', storage: nonEmpty(env.DB_STORAGE) ?? '.data/pglite', ...(role === undefined ? {} : { appRole: appRole(role) }) };
+  return {
+    kind: 'pglite',
+    storage: resolveStorage(nonEmpty(env.DB_STORAGE) ?? '.data/pglite'),
+    ...(role === undefined ? {} : { appRole: appRole(role) }),
+  };
+}
+
+/**
+ * An embedded store's location as it is opened and shown: a directory as an absolute path (a
+ * relative one is taken from the working directory; `file://` is stripped as PGlite does), any
+ * other `scheme://` (`memory://`) unchanged.
+ */
+export function resolveStorage(storage: string): string {
+  const path = storage.startsWith('file://') ? storage.slice('file://'.length) : storage;
+  if (path.includes('://')) return path;
+  if (path === '') throw new ConfigError(`DB_STORAGE ${JSON.stringify(storage)} names no directory`);
+  return resolve(path);
 }
 
 /** A complete PostgresConfig: what is given, else the environment, else the defaults. */

@@ -1,12 +1,10 @@
-import { mkdirSync } from 'node:fs';
-import { PGlite } from '@electric-sql/pglite';
-import { vector } from '@electric-sql/pglite-pgvector';
 import { Kysely, PGliteDialect, PostgresDialect, type Transaction } from 'kysely';
 import pg from 'pg';
 import { SnakeCamelPlugin } from './camel-case.ts';
 import { loadConfig, type AppRole, type DbConfig, type PostgresConfig } from './config.ts';
 import { guardClient, releaseOf } from './guard-pg-client.ts';
 import { guardPglite } from './guard-pglite.ts';
+import { openPglite } from './pglite-store.ts';
 import { nameStatements } from './prepared-statements.ts';
 import type { DB } from './schema.generated.ts';
 import { VectorPlugin } from './vector.ts';
@@ -134,9 +132,4 @@ function createPool(config: PostgresConfig, options: CreateDbOptions): pg.Pool {
     guardClient(client, config.preparedStatements ? nameStatements : undefined);
   });
   return pool;
-}
-
-async function openPglite(storage: string): Promise<PGlite> {
-  if (!storage.includes('://')) mkdirSync(storage, { recursive: true });
-  return PGlite.create(storage, { extensions: { vector } });
 }

@@ -103,3 +103,45 @@ export function foreignKeyViolated(error: unknown): string | undefined {
   const constraint = (error as { constraint?: unknown }).constraint;
   return typeof constraint === 'string' ? constraint : undefined;
 }
+
+/**
+ * The embedded store (a PGlite directory) is open in another process, or already in this one: it
+ * has one writer at a time. `path` is the store's absolute path, `pid`/`host`/`since` name the
+ * process that holds its lock (`lockFile`).
+ */
+export class StoreLockedError extends Error {
+  override readonly name = 'StoreLockedError';
+  readonly path: string;
+  readonly lockFile: string;
+  readonly pid: number;
+  readonly host: string;
+  /** When the holder took the lock (ISO 8601). */
+  readonly since: string;
+  constructor(path: string, lockFile: string, holder: { pid: number; host: string; since: string }, where: 'this process' | 'this host' | 'another host') {
+    const who =
+      where === 'this process'
+        ? `is already open in this process (pid ${holder.pid}, since ${holder.since}): destroy the other database first`
+        : where === 'this host'
+          ? `is in use by pid ${holder.pid} (since ${holder.since}): stop that process first`
+          : `is in use by pid ${holder.pid} on host ${holder.host} (since ${holder.since}): stop that process first, or, if it is gone, delete ${lockFile}`;
+    super(
+      `embedded database ${path} ${who}. One process at a time may open an embedded store; ` +
+        'processes that share a database use a PostgreSQL server (DATABASE_URL)',
+    );
+    this.path = path;
+    this.lockFile = lockFile;
+    this.pid = holder.pid;
+    this.host = holder.host;
+    this.since = holder.since;
+  }
+}
+
+/** The embedded store at `path` (absolute) could not be opened; `cause` is what failed. */
+export class StoreOpenError extends Error {
+  override readonly name = 'StoreOpenError';
+  readonly path: string;
+  constructor(path: string, detail: string, cause?: unknown) {
+    super(`embedded database ${path} could not be opened: ${detail}`, cause === undefined ? undefined : { cause });
+    this.path = path;
+  }
+}

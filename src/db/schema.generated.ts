@@ -44,6 +44,14 @@ export interface AgentTools {
   toolId: number;
 }
 
+export interface AppSeedRows {
+  createdAt: Generated<Timestamp>;
+  hashes: Json;
+  rowKey: string[];
+  tableName: string;
+  updatedAt: Generated<Timestamp>;
+}
+
 export interface Conversations {
   agentId: string | null;
   createdAt: Generated<Timestamp>;
@@ -243,6 +251,7 @@ export interface Vectors {
 export interface DB {
   agents: Agents;
   agentTools: AgentTools;
+  "app.seedRows": AppSeedRows;
   conversations: Conversations;
   messages: Messages;
   models: Models;

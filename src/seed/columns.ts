@@ -5,6 +5,8 @@ export interface ColumnInfo {
   name: string;
   /** The column's type as a cast target, without its modifier: `integer`, `numeric`, `jsonb`, `vector`, a domain. */
   castType: string;
+  /** The column's full type with its modifier, as format_type prints it: `numeric(10,2)`, `vector(1536)`, `text`. */
+  fullType: string;
   /** pg_type name of the base type (a domain's base): `int4`, `numeric`, `jsonb`, `uuid`, `vector`, `_text`, … */
   baseType: string;
   /** typcategory of the base type: `A` array, `E` enum, `N` numeric, `S` string, `B` boolean, `U` user-defined, … */
@@ -49,6 +51,7 @@ interface ColumnRow {
   table_name: string;
   name: string;
   cast_type: string;
+  full_type: string;
   base_type: string;
   category: string;
   typmod: number;
@@ -94,6 +97,7 @@ export async function readTables(db: Kysely<any>, tables: readonly string[]): Pr
     select w.name as table_name,
            a.attname::text as name,
            a.atttypid::regtype::text as cast_type,
+           format_type(a.atttypid, a.atttypmod) as full_type,
            base.typname::text as base_type,
            base.typcategory::text as category,
            a.atttypmod as typmod,
@@ -155,6 +159,7 @@ export async function readTables(db: Kysely<any>, tables: readonly string[]): Pr
     table.columns.set(row.name, {
       name: row.name,
       castType: row.cast_type,
+      fullType: row.full_type,
       baseType: row.base_type,
       category: row.category,
       typmod: row.typmod,

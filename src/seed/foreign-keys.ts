@@ -23,13 +23,14 @@ export async function checkForeignKeys(
     if (positions.some((p) => p === -1)) continue; // not given: the column default applies
 
     const inSeed = seedKeys(byTable.get(fk.refTable), fk.refColumns);
-    const unresolved = new Map<string, { values: string[]; rows: { line: number; column: string }[] }>();
+    const unresolved = new Map<string, { values: string[]; shown: string[]; rows: { line: number; column: string }[] }>();
     for (const row of loaded.rows) {
       if (positions.some((p) => row.failed.has(p) || row.values[p] === null)) continue;
       const values = positions.map((p) => row.values[p]!);
       const id = JSON.stringify(values);
       if (inSeed.has(id)) continue;
-      const entry = unresolved.get(id) ?? { values, rows: [] };
+      // A value from env: is shown as its reference, never as itself.
+      const entry = unresolved.get(id) ?? { values, shown: positions.map((p, i) => row.secrets.get(p) ?? values[i]!), rows: [] };
       entry.rows.push({ line: row.lines[positions[0]!]!, column: fk.columns[0]! });
       unresolved.set(id, entry);
     }
@@ -38,7 +39,7 @@ export async function checkForeignKeys(
     const found = await keysInDatabase(db, fk.refTable, fk.refColumns, fk.refCastTypes, [...unresolved.values()].map((e) => e.values));
     [...unresolved.values()].forEach((entry, index) => {
       if (found.has(index)) return;
-      const what = fk.refColumns.map((c, i) => `${c} = ${entry.values[i]}`).join(' and ');
+      const what = fk.refColumns.map((c, i) => `${c} = ${entry.shown[i]}`).join(' and ');
       const refFile = byTable.get(fk.refTable)?.file.name;
       for (const row of entry.rows) {
         problems.push({

@@ -1,11 +1,10 @@
 import type { ColumnInfo, TableInfo } from './columns.ts';
 import { convertText, show } from './convert.ts';
 import { parseCsv } from './csv.ts';
+import { readDataFile } from './data-folder.ts';
 import type { SeedProblem } from './errors.ts';
-import { displayPath } from '../db/display-path.ts';
 import type { FoundSeedFile } from './files.ts';
-import { resolveField } from './references.ts';
-import { readTextFile } from './text-file.ts';
+import { resolveField, type ReferenceContext } from './references.ts';
 
 /** One data row of a seed file, converted by its table's column types. */
 export interface SeedRow {
@@ -17,6 +16,15 @@ export interface SeedRow {
   lines: number[];
   /** Indexes of the columns whose value could not be converted (their `values` entry is null). */
   failed: Set<number>;
+  /**
+   * Indexes of the columns whose `env:` variable is unset or empty (their `values` entry is null):
+   * a stored value is kept, a new row gets NULL.
+   */
+  absent: Map<number, { name: string; via: string; why: 'not set' | 'empty' }>;
+  /** Indexes of the columns whose value came from `env:`, with the reference: never shown in a message. */
+  secrets: Map<number, string>;
+  /** The texts of those values (as in the environment, trimmed, converted) and their references: masked in database messages. */
+  secretTexts: { text: string; via: string }[];
 }
 
 /** A seed file read, parsed and converted: the table's columns it names (header order) and its rows. */
@@ -30,21 +38,16 @@ export interface LoadedFile {
 /**
  * Reads a seed file, parses it and converts every field by its column's type, checking all that
  * can be checked without writing: the header (unknown, repeated, generated or missing columns),
- * field counts, quoting, references (`file:`, `env:`), types, NOT NULL, and repeated keys within
- * the file. Problems are appended to `problems`, warnings (unset env: variables) to `warnings`.
+ * field counts, quoting, references (`file:` confined to the data folder, `env:` to its
+ * allowlist), types, NOT NULL, and repeated keys within the file. Problems are appended to
+ * `problems`; a value from `env:` never appears in one.
  */
-export function loadSeedFile(
-  file: FoundSeedFile,
-  table: TableInfo,
-  env: Record<string, string | undefined>,
-  problems: SeedProblem[],
-  warnings: string[],
-): LoadedFile {
+export function loadSeedFile(file: FoundSeedFile, table: TableInfo, context: ReferenceContext, problems: SeedProblem[]): LoadedFile {
   const report = (line: number, column: string, message: string) => problems.push({ file: file.display, line, column, message });
   const loaded: LoadedFile = { file, table, columns: [], rows: [] };
-  const content = readTextFile(file.path);
+  const content = readDataFile(context.folder, file.path);
   if (!content.ok) {
-    report(content.line, '', content.message);
+    report(content.line ?? 1, '', content.message);
     return loaded;
   }
   const { records, problems: syntax } = parseCsv(content.text);
@@ -86,7 +89,6 @@ export function loadSeedFile(
   }
   loaded.columns = usable.map((u) => u.column);
 
-  const context = { csvPath: file.path, display: displayPath, env };
   for (const record of dataRecords) {
     if (record.broken) continue; // its quoting problem is reported; its fields cannot be trusted
     const { fields } = record;
@@ -102,7 +104,7 @@ export function loadSeedFile(
       );
       continue;
     }
-    const row: SeedRow = { line: record.line, values: [], lines: [], failed: new Set() };
+    const row: SeedRow = { line: record.line, values: [], lines: [], failed: new Set(), absent: new Map(), secrets: new Map(), secretTexts: [] };
     usable.forEach(({ index, column }, position) => {
       const field = fields[index]!;
       row.lines.push(field.line);
@@ -113,23 +115,25 @@ export function loadSeedFile(
       };
       const resolved = resolveField(field.value, context);
       if (resolved.kind === 'error') return fail(resolved.message);
-      if (resolved.kind === 'null') {
-        if (column.notNull) {
-          return fail(
-            resolved.warning === undefined
-              ? `null in a NOT NULL column`
-              : `${resolved.warning} (${resolved.via}), and ${column.name} is NOT NULL`,
-          );
-        }
-        if (resolved.warning !== undefined) {
-          warnings.push(`${file.display}:${field.line}:${column.name}: ${resolved.warning} (${resolved.via}); ${table.name}.${column.name} is NULL`);
-        }
+      if (resolved.kind === 'absent') {
+        row.absent.set(position, { name: resolved.name, via: resolved.via, why: resolved.why });
         return;
       }
+      if (resolved.kind === 'null') return column.notNull ? fail('null in a NOT NULL column') : undefined;
       const converted = convertText(resolved.text, column);
-      if (!converted.ok) return fail(resolved.via === undefined ? converted.message : `${resolved.via}: ${converted.message}`);
+      if (resolved.secret === true) {
+        row.secrets.set(position, resolved.via!);
+        const texts = [resolved.text, resolved.text.trim(), ...(converted.ok && converted.value !== null ? [converted.value] : [])];
+        for (const text of new Set(texts)) if (text !== '') row.secretTexts.push({ text, via: resolved.via! });
+      }
+      if (!converted.ok) {
+        if (resolved.secret === true) {
+          return fail(`${resolved.via}: the variable's value (${[...resolved.text].length} characters, not shown) is not a valid ${column.castType}`);
+        }
+        return fail(resolved.via === undefined ? converted.message : `${resolved.via}: ${converted.message}`);
+      }
       if (converted.value === null && column.notNull) {
-        return fail(`empty, which is NULL in a ${column.castType} column, and ${column.name} is NOT NULL`);
+        return fail(`${resolved.via === undefined ? '' : `${resolved.via}: `}empty, which is NULL in a ${column.castType} column, and ${column.name} is NOT NULL`);
       }
       row.values[position] = converted.value;
     });
@@ -154,7 +158,7 @@ function checkRepeatedKeys(loaded: LoadedFile, report: (line: number, column: st
       if (first === undefined) {
         seen.set(id, row.line);
       } else {
-        const what = key.columns.map((c, i) => `${c} = ${values[i]}`).join(', ');
+        const what = key.columns.map((c, i) => `${c} = ${row.secrets.get(positions[i]!) ?? values[i]}`).join(', ');
         report(row.lines[positions[0]!]!, key.columns[0]!, `${what} again (first on line ${first}); ${key.columns.join(', ')} must be unique`);
       }
     }

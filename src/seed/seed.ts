@@ -1,22 +1,35 @@
 import { sql, type Kysely } from 'kysely';
 import { readTables, type TableInfo } from './columns.ts';
+import { dataFolder } from './data-folder.ts';
+import { readEnvAllowlist } from './env-allowlist.ts';
 import { SeedError, type SeedProblem } from './errors.ts';
 import { displayPath } from '../db/display-path.ts';
 import { DEFAULT_DATA_DIR, findSeedFiles, SEED_FILES } from './files.ts';
 import { checkForeignKeys } from './foreign-keys.ts';
+import { ledgerExists, SEED_LEDGER_TABLE } from './ledger.ts';
 import { loadSeedFile, type LoadedFile } from './load.ts';
 import { ensureTestAdmin, type TestAdminOutcome } from './test-admin.ts';
-import { upsertRows } from './upsert.ts';
+import { writeRows, type AbsentField, type SeedRowRef } from './upsert.ts';
+import { warnOnce } from './warn-once.ts';
+
+export type { SeedRowRef } from './upsert.ts';
 
 /** Options of {@link seed}; each has a default. */
 export interface SeedOptions {
   /** Folder of the CSV files (default: the package's `data/`, {@link DEFAULT_DATA_DIR}). */
   dir?: string;
-  /** Variables read by `env:NAME` fields and TEST_API_KEY (default: process.env). */
+  /** Variables read by `env:NAME` fields (those the folder's env-allowlist.txt declares) and TEST_API_KEY (default: process.env). */
   env?: Record<string, string | undefined>;
+  /**
+   * Overwrite the catalog rows that changed since the seed last wrote them (by the cms, an
+   * operator, anyone), and those it has no record of writing that differ from their line, with
+   * their CSV values (default false: such rows are kept and reported in `SeedSummary.kept`).
+   * An `env:` field whose variable is unset still keeps its stored value.
+   */
+  force?: boolean;
   /** Progress: one line per file and a summary line, written once the run has committed (default: none). */
   log?: (line: string) => void;
-  /** Warnings, e.g. an `env:` variable that is not set (default: console.warn). */
+  /** Warnings, e.g. an `env:` variable that is not set; each is written once per process (default: console.warn). */
   warn?: (line: string) => void;
 }
 
@@ -27,12 +40,17 @@ export interface SeedFileSummary {
   table: string;
   rows: number;
   inserted: number;
+  /** Rows rewritten: their line changed (or `force` overwrote them). */
   updated: number;
-  /** Rows equal to the database's: not rewritten. */
+  /** Rows equal to their line: not rewritten. */
   unchanged: number;
+  /** Rows changed since the seed last wrote them (or never written by it) and different from their line: kept as they are. */
+  kept: number;
+  /** Of the unchanged rows, those whose ledger entry was missing or out of date and was written. */
+  recorded: number;
 }
 
-/** What a seed run did; `changed` is false when it wrote nothing. */
+/** What a seed run did; `changed` is false when it wrote nothing (no row, no ledger entry). */
 export interface SeedSummary {
   /** The data folder, as the user sees it. */
   dir: string;
@@ -42,10 +60,16 @@ export interface SeedSummary {
   inserted: number;
   updated: number;
   unchanged: number;
+  /** The rows kept as they are in the database, unlike their line: each with its table, key, line and columns. */
+  kept: SeedRowRef[];
+  /** With `force`: the rows overwritten that would otherwise have been kept. */
+  overwritten: SeedRowRef[];
+  /** Ledger entries written for rows found equal to their line. */
+  recorded: number;
   /** The test admin of TEST_API_KEY, when it is set. */
   testAdmin: TestAdminOutcome | undefined;
   changed: boolean;
-  /** Warnings, also given to `options.warn`. */
+  /** Every warning of this run (unset `env:` variables), also given to `options.warn` once per process. */
   warnings: string[];
 }
 
@@ -54,12 +78,16 @@ const SEED_LOCK_KEY = 7_305_114_204;
 
 /**
  * Loads the seed data: the CSV files of `options.dir` (default `data/`) into their tables, in
- * foreign-key order, each row upserted by primary key, all in one transaction; plus, when
- * TEST_API_KEY is set, the test admin (see ensureTestAdmin). Values are converted by the target
- * column's SQL type read from the catalog. Everything that can be checked is checked before
- * anything is written; any problem (also a row the database refuses) is a SeedError listing every
- * problem as file:line:column, and nothing is written. A second run with the same files changes
- * nothing. Identity sequences are moved past the ids the files give. Needs the migrated schema.
+ * foreign-key order, all in one transaction under an advisory lock; plus, when TEST_API_KEY is
+ * set, the test admin (see ensureTestAdmin). Values are converted by the target column's SQL type
+ * read from the catalog. It never clobbers: a row that changed since the seed last wrote it (the
+ * ledger, app.seed_rows, records what it wrote) is kept and reported unless `force`; an unset
+ * `env:` variable keeps the stored value. `file:` reads only regular files inside the data folder,
+ * `env:` only the variables its env-allowlist.txt declares. Everything that can be checked is
+ * checked before anything is written; any problem (also a row the database refuses) is a
+ * SeedError listing every problem as file:line:column, with `env:` values masked, and nothing is
+ * written. A second run with the same files writes nothing. Identity sequences are moved past the
+ * ids the files give. Needs the migrated schema.
  *
  * @example
  * const summary = await seed(db, { dir: 'data', log: console.log });
@@ -69,20 +97,27 @@ export async function seed(db: Kysely<any>, options: SeedOptions = {}): Promise<
   if (db.isTransaction) throw new SeedError([], 'seed needs the database, not a transaction: it runs in a transaction of its own');
   const dir = options.dir ?? DEFAULT_DATA_DIR;
   const env = options.env ?? process.env;
+  const force = options.force ?? false;
   const log = options.log ?? (() => {});
   const warn = options.warn ?? ((line: string) => console.warn(line));
   const { found, absent, problems: folderProblems } = findSeedFiles(dir);
+  const folder = dataFolder(dir);
   const apiKey = env.TEST_API_KEY === undefined || env.TEST_API_KEY === '' ? undefined : env.TEST_API_KEY;
 
-  const summary = await db
+  const { summary, absentFields } = await db
     .withoutPlugins()
     .transaction()
     .execute(async (tx) => {
       await sql`select pg_advisory_xact_lock(${SEED_LOCK_KEY}::bigint)`.execute(tx);
       const tables = await readTables(tx, found.map((f) => f.table));
       const missing = found.filter((f) => !tables.has(f.table)).map((f) => f.table);
-      if (missing.length > 0) {
-        const what = missing.length === found.length ? 'this database has none of the seed tables' : `no table ${missing.join(', ')}`;
+      if (missing.length > 0 || !(await ledgerExists(tx))) {
+        const what =
+          missing.length === found.length
+            ? 'this database has none of the seed tables'
+            : missing.length > 0
+              ? `no table ${missing.join(', ')}`
+              : `no table ${SEED_LEDGER_TABLE}, the seed's ledger`;
         throw new SeedError(
           [],
           `the schema is missing (${what}): run \`npm run migrate\` first. The seed loads data into the migrated tables; it creates none.`,
@@ -91,29 +126,38 @@ export async function seed(db: Kysely<any>, options: SeedOptions = {}): Promise<
 
       // Everything that can be checked without writing, for every file, before the first write.
       const problemsByFile = found.map(() => [] as SeedProblem[]);
-      const warnings: string[] = [];
-      const loaded: LoadedFile[] = found.map((file, i) =>
-        loadSeedFile(file, tables.get(file.table) as TableInfo, env, problemsByFile[i]!, warnings),
-      );
+      const allowlistProblems: SeedProblem[] = [];
+      const context = { folder, allowlist: readEnvAllowlist(folder, allowlistProblems), env };
+      const loaded: LoadedFile[] = found.map((file, i) => loadSeedFile(file, tables.get(file.table) as TableInfo, context, problemsByFile[i]!));
       for (const [i, file] of loaded.entries()) await checkForeignKeys(tx, file, loaded.slice(0, i + 1), problemsByFile[i]!);
-      fail([...folderProblems, ...problemsByFile.flatMap(byLine)]);
+      fail([...folderProblems, ...allowlistProblems, ...problemsByFile.flatMap(byLine)]);
 
       const files: SeedFileSummary[] = [];
+      const kept: SeedRowRef[] = [];
+      const overwritten: SeedRowRef[] = [];
+      const absentFields: AbsentField[] = [];
       for (const [i, file] of loaded.entries()) {
-        const counts = await upsertRows(tx, file, problemsByFile[i]!);
-        files.push({ file: file.file.name, table: file.table.name, rows: file.rows.length, ...counts });
+        const outcome = await writeRows(tx, file, { force }, problemsByFile[i]!);
+        const { inserted, updated, unchanged, recorded } = outcome;
+        files.push({ file: file.file.name, table: file.table.name, rows: file.rows.length, inserted, updated, unchanged, kept: outcome.kept.length, recorded });
+        kept.push(...outcome.kept);
+        overwritten.push(...outcome.overwritten);
+        absentFields.push(...outcome.absent);
       }
       fail(problemsByFile.flatMap(byLine));
 
       const testAdmin = apiKey === undefined ? undefined : await ensureTestAdmin(tx, apiKey);
       await moveSequencesPastIds(tx, loaded);
-      return makeSummary(displayPath(dir), files, absent, testAdmin, warnings);
+      return { summary: makeSummary(displayPath(dir), files, absent, kept, overwritten, testAdmin, absentFields.map(formatAbsent)), absentFields };
     });
 
-  for (const warning of summary.warnings) warn(`seed: warning: ${warning}`);
+  absentFields.forEach((field, i) => warnOnce(`${field.file}:${field.line}:${field.column}:${field.variable}`, `seed: warning: ${summary.warnings[i]}`, warn));
   for (const f of summary.files) {
-    log(`  ${f.file.padEnd(18)} → ${f.table.padEnd(14)} ${f.inserted} inserted, ${f.updated} updated, ${f.unchanged} unchanged`);
+    const kept = f.kept === 0 ? '' : `, ${f.kept} kept`;
+    log(`  ${f.file.padEnd(18)} → ${f.table.padEnd(14)} ${f.inserted} inserted, ${f.updated} updated, ${f.unchanged} unchanged${kept}`);
   }
+  for (const row of summary.kept) log(`  kept ${describeRow(row)}`);
+  for (const row of summary.overwritten) log(`  overwrote (--force) ${describeRow(row)}`);
   if (summary.absent.length > 0) log(`  absent, skipped: ${summary.absent.join(', ')}`);
   log(formatSeedSummary(summary));
   return summary;
@@ -123,30 +167,69 @@ export async function seed(db: Kysely<any>, options: SeedOptions = {}): Promise<
  * One line saying what a seed run did.
  *
  * @example
- * formatSeedSummary(summary) // 'seed: 46 rows in 9 files from data: 0 inserted, 0 updated, 46 unchanged; nothing written'
+ * formatSeedSummary(summary)
+ * // 'seed: 58 rows in 9 files from data: 0 inserted, 0 updated, 56 unchanged; kept 2 rows changed since the last seed: models 5, prompts 2 (seed --force overwrites them); nothing written'
  */
 export function formatSeedSummary(summary: SeedSummary): string {
-  const rows = summary.inserted + summary.updated + summary.unchanged;
-  const admin = summary.testAdmin === undefined ? '' : `; test admin ${summary.testAdmin}`;
-  const outcome = summary.changed ? '' : '; nothing written';
-  return (
+  const rows = summary.inserted + summary.updated + summary.unchanged + summary.kept.length;
+  const parts = [
     `seed: ${rows} rows in ${summary.files.length} files from ${summary.dir}: ` +
-    `${summary.inserted} inserted, ${summary.updated} updated, ${summary.unchanged} unchanged${admin}${outcome}`
-  );
+      `${summary.inserted} inserted, ${summary.updated} updated, ${summary.unchanged} unchanged`,
+  ];
+  const changed = summary.kept.filter((r) => r.reason === 'changed');
+  const unrecorded = summary.kept.filter((r) => r.reason === 'unrecorded');
+  if (changed.length > 0) parts.push(`kept ${count(changed.length)} changed since the last seed: ${listRows(changed)}`);
+  if (unrecorded.length > 0) parts.push(`kept ${count(unrecorded.length)} unlike ${unrecorded.length === 1 ? 'its line' : 'their lines'} that the seed has no record of writing: ${listRows(unrecorded)}`);
+  if (summary.kept.length > 0) parts[parts.length - 1] += ` (seed --force overwrites ${summary.kept.length === 1 ? 'it' : 'them'})`;
+  if (summary.overwritten.length > 0) parts.push(`overwrote ${count(summary.overwritten.length)} (--force): ${listRows(summary.overwritten)}`);
+  if (summary.recorded > 0) parts.push(`${count(summary.recorded)} recorded in the seed ledger`);
+  if (summary.testAdmin !== undefined) parts.push(`test admin ${summary.testAdmin}`);
+  if (!summary.changed) parts.push('nothing written');
+  return parts.join('; ');
+}
+
+function count(n: number): string {
+  return `${n} row${n === 1 ? '' : 's'}`;
+}
+
+/** `models 5, prompts 2`. */
+function listRows(rows: SeedRowRef[]): string {
+  return rows.map((r) => `${r.table} ${r.key}`).join(', ');
+}
+
+/** `models 5 (data/models.csv:6): cost_1k_input changed since the last seed`. */
+function describeRow(row: SeedRowRef): string {
+  const columns = row.columns.join(', ');
+  const why =
+    row.reason === 'changed'
+      ? `${columns} changed since the last seed`
+      : columns === ''
+        ? 'created by someone else while the seed ran'
+        : `differs from its line in ${columns}, and the seed has no record of writing it`;
+  return `${row.table} ${row.key} (${row.file}:${row.line}): ${why}`;
+}
+
+/** `data/providers.csv:3:api_key: environment variable GEMINI_API_KEY is not set (env:GEMINI_API_KEY); providers.api_key keeps its stored value`. */
+function formatAbsent(field: AbsentField): string {
+  const result = field.outcome === 'kept' ? 'keeps its stored value' : 'is NULL (a new row)';
+  return `${field.file}:${field.line}:${field.column}: environment variable ${field.variable} is ${field.why} (env:${field.variable}); ${field.table}.${field.column} ${result}`;
 }
 
 function makeSummary(
   dir: string,
   files: SeedFileSummary[],
   absent: string[],
+  kept: SeedRowRef[],
+  overwritten: SeedRowRef[],
   testAdmin: TestAdminOutcome | undefined,
   warnings: string[],
 ): SeedSummary {
-  const total = (key: 'inserted' | 'updated' | 'unchanged') => files.reduce((sum, f) => sum + f[key], 0);
+  const total = (key: 'inserted' | 'updated' | 'unchanged' | 'recorded') => files.reduce((sum, f) => sum + f[key], 0);
   const inserted = total('inserted');
   const updated = total('updated');
-  const changed = inserted + updated > 0 || (testAdmin !== undefined && testAdmin !== 'unchanged');
-  return { dir, files, absent, inserted, updated, unchanged: total('unchanged'), testAdmin, changed, warnings };
+  const recorded = total('recorded');
+  const changed = inserted + updated + recorded > 0 || (testAdmin !== undefined && testAdmin !== 'unchanged');
+  return { dir, files, absent, inserted, updated, unchanged: total('unchanged'), kept, overwritten, recorded, testAdmin, changed, warnings };
 }
 
 /** Throws the SeedError of `problems`, if any; inside the transaction, that rolls it back. */

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SnakeCamelPlugin } from '../../src/db/camel-case.ts';
@@ -83,9 +84,11 @@ describe('checkHealth', () => {
 });
 
 describe('loadConfig', () => {
-  it('uses embedded PGlite at .data/pglite when no server is configured', () => {
-    expect(loadConfig({})).toEqual({ kind: 'pglite', storage: '.data/pglite' });
+  it('uses embedded PGlite at .data/pglite when no server is configured, as an absolute path', () => {
+    expect(loadConfig({})).toEqual({ kind: 'pglite', storage: join(process.cwd(), '.data', 'pglite') });
     expect(loadConfig({ DB_STORAGE: 'memory://' })).toEqual({ kind: 'pglite', storage: 'memory://' });
+    expect(loadConfig({ DB_STORAGE: 'stores/../store' })).toEqual({ kind: 'pglite', storage: join(process.cwd(), 'store') });
+    expect(loadConfig({ DB_STORAGE: 'file:///srv/chat/pglite/' })).toEqual({ kind: 'pglite', storage: '/srv/chat/pglite' });
   });
 
   it('uses a pg Pool for DATABASE_URL or PG*, with pool settings from the environment', () => {

@@ -7,6 +7,7 @@ function column(baseType: string, extra: Partial<ColumnInfo> = {}): ColumnInfo {
   return {
     name: 'c',
     castType: baseType,
+    fullType: baseType,
     baseType,
     category: 'X',
     typmod: -1,

@@ -66,9 +66,16 @@ export function append(dir: string, file: string, lines: string[]): void {
   appendFileSync(join(dir, file), lines.map((l) => `${l}\n`).join(''));
 }
 
-/** Empties the seeded tables (and what hangs off them), for a test that needs a database without seed data. */
+/** Empties the seeded tables (and what hangs off them) and the seed's ledger, for a test that needs a database without seed data. */
 export async function emptySeedTables(db: Kysely<any>): Promise<void> {
-  await sql`truncate ${sql.join(SEED_TABLES.map((t) => sql.table(t)))} restart identity cascade`.execute(db);
+  await sql`truncate ${sql.join(SEED_TABLES.map((t) => sql.table(t)))}, app.seed_rows restart identity cascade`.execute(db);
+}
+
+/** The seed's ledger entry of a row (its column → hash map), or undefined. */
+export async function ledgerEntry(db: Kysely<any>, table: string, key: string[]): Promise<Record<string, string | null> | undefined> {
+  const { rows } = await sql<{ hashes: Record<string, string | null> }>`
+    select hashes from app.seed_rows where table_name = ${table} and row_key = ${sql`array[${sql.join(key.map((k) => sql`${k}::text`))}]`}`.execute(db.withoutPlugins());
+  return rows[0]?.hashes;
 }
 
 /** Row counts of the seeded tables. */
@@ -82,8 +89,9 @@ export async function seedCounts(db: Kysely<any>): Promise<Record<string, number
 }
 
 /**
- * Every row of every public table with its xmin (a rewritten row gets a new one), and every
- * sequence's state: equal snapshots mean nothing was written, not even a sequence moved.
+ * Every row of every public table and of the seed's ledger (app.seed_rows) with its xmin (a
+ * rewritten row gets a new one), and every sequence's state: equal snapshots mean nothing was
+ * written, not even a sequence moved or a ledger entry.
  */
 export async function snapshot(db: Kysely<any>): Promise<Record<string, unknown>> {
   const conn = db.withoutPlugins();
@@ -93,6 +101,8 @@ export async function snapshot(db: Kysely<any>): Promise<Record<string, unknown>
       select t.xmin::text as x, to_jsonb(t)::text as r from ${sql.table(table)} as t order by 2`.execute(conn);
     result[table] = rows;
   }
+  const ledger = await sql<{ x: string; r: string }>`select t.xmin::text as x, to_jsonb(t)::text as r from app.seed_rows as t order by 2`.execute(conn);
+  result['(ledger)'] = ledger.rows;
   const { rows } = await sql`select sequencename, last_value from pg_sequences where schemaname = 'public' order by 1`.execute(conn);
   result['(sequences)'] = rows;
   return result;
