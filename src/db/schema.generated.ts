@@ -9,6 +9,8 @@ export type Generated<T> = T extends ColumnType<infer S, infer I, infer U>
   ? ColumnType<S, I | undefined, U>
   : ColumnType<T, T | undefined, T>;
 
+export type Int8 = ColumnType<string, bigint | number | string, bigint | number | string>;
+
 export type Json = JsonValue;
 
 export type JsonArray = JsonValue[];
@@ -50,6 +52,16 @@ export interface AppSeedRows {
   rowKey: string[];
   tableName: string;
   updatedAt: Generated<Timestamp>;
+}
+
+export interface AppTenantContexts {
+  backendStart: Timestamp;
+  counter: Generated<Int8>;
+  keyInner: Buffer;
+  keyOuter: Buffer;
+  pid: number;
+  tenantId: string | null;
+  xactStart: Timestamp | null;
 }
 
 export interface Conversations {
@@ -252,6 +264,7 @@ export interface DB {
   agents: Agents;
   agentTools: AgentTools;
   "app.seedRows": AppSeedRows;
+  "app.tenantContexts": AppTenantContexts;
   conversations: Conversations;
   messages: Messages;
   models: Models;
