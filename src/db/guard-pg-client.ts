@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { ConnectionTamperedError, NotFoundError, sqlState } from './errors.ts';
+import { ConfigError, ConnectionTamperedError, NotFoundError, sqlState } from './errors.ts';
 import { CLEANUP_SQL, ConnectionContext, ENTER_CONTEXT_SQL, OPEN_CONTEXT_SQL } from './tenant-context.ts';
 
 type Query = (...args: unknown[]) => Promise<unknown>;
@@ -31,18 +31,17 @@ export function guardClient(client: pg.PoolClient, nameStatements: ((query: Quer
   const enter = async (values: unknown[]): Promise<unknown> => {
     if (ctx.poisoned !== undefined) throw new ConnectionTamperedError(ctx.poisoned);
     const [tenantId, , , role] = values as [string, null, null, string];
-    if (!ctx.registered) {
-      await raw(OPEN_CONTEXT_SQL, ctx.openParameters());
-      ctx.registered = true;
-      registeredInTransaction = true;
-    }
     let result: Result;
     try {
+      if (!ctx.registered) {
+        await raw(OPEN_CONTEXT_SQL, ctx.openParameters());
+        ctx.registered = true;
+        registeredInTransaction = true;
+      }
       result = (await raw(ENTER_CONTEXT_SQL, ctx.enterParameters(tenantId, role))) as Result;
     } catch (error) {
       ctx.inTenantTransaction = true; // the ROLLBACK that follows still cleans up
-      if (sqlState(error) === 'P0002') throw new NotFoundError('tenant', tenantId);
-      throw error;
+      throw tenantContextFailure(error, tenantId);
     }
     ctx.inTenantTransaction = true;
     if (Number(result.rows[0]?.fromSql) !== 0) {
@@ -81,6 +80,19 @@ export function guardClient(client: pg.PoolClient, nameStatements: ((query: Quer
   };
 }
 
+/** What a failure of the tenant-context statements means for the caller. */
+export function tenantContextFailure(error: unknown, tenantId: string): unknown {
+  const code = sqlState(error);
+  if (code === 'P0002') return new NotFoundError('tenant', tenantId);
+  if (code === '42501' && /permission denied for (schema app|function)/.test((error as Error).message)) {
+    return new ConfigError(
+      `the connection's role may not enter a tenant context (${(error as Error).message}): log in as a member of a ` +
+        `service role and name it with DB_APP_ROLE (app_server, app_gateway, app_cms, or app_user for development); README, "Production roles"`,
+    );
+  }
+  return error;
+}
+
 /**
  * The release function to hand back to the pool for `client`: an error (so that pg-pool closes
  * the connection instead of pooling it) when the connection was poisoned.
@@ -89,6 +101,8 @@ export function releaseOf(client: pg.PoolClient): (error?: Error | boolean) => v
   const release = client.release.bind(client);
   return (error?: Error | boolean) => {
     const poisoned = contexts.get(client)?.poisoned;
-    release(error ?? (poisoned === undefined ? undefined : new ConnectionTamperedError(poisoned)));
+    // Kysely releases with `release(false)` when it kept the connection usable (pg-pool: a truthy
+    // argument destroys the connection).
+    release(error || (poisoned === undefined ? undefined : new ConnectionTamperedError(poisoned)));
   };
 }

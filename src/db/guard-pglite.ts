@@ -1,5 +1,5 @@
 import type { PGlite, Transaction } from '@electric-sql/pglite';
-import { NotFoundError, sqlState } from './errors.ts';
+import { tenantContextFailure } from './guard-pg-client.ts';
 import { ConnectionContext, ENTER_CONTEXT_SQL, OPEN_CONTEXT_SQL, PGLITE_CLEANUP_SQL } from './tenant-context.ts';
 
 /**
@@ -22,17 +22,16 @@ export function guardPglite(pglite: PGlite): PGlite {
       (tx as { query: unknown }).query = async (text: string, params?: unknown[], options?: unknown) => {
         if (text !== ENTER_CONTEXT_SQL || !Array.isArray(params)) return query(text, params, options);
         const [tenantId, , , role] = params as [string, null, null, string];
-        if (!ctx.registered) {
-          await query(OPEN_CONTEXT_SQL, ctx.openParameters());
-          ctx.registered = true;
-          registeredHere = true;
-        }
         let result;
         try {
+          if (!ctx.registered) {
+            await query(OPEN_CONTEXT_SQL, ctx.openParameters());
+            ctx.registered = true;
+            registeredHere = true;
+          }
           result = await query(ENTER_CONTEXT_SQL, ctx.enterParameters(tenantId, role), options);
         } catch (error) {
-          if (sqlState(error) === 'P0002') throw new NotFoundError('tenant', tenantId);
-          throw error;
+          throw tenantContextFailure(error, tenantId);
         }
         entered = true;
         if (Number(result.rows[0]?.fromSql) !== 0) await tx.exec('deallocate all');

@@ -63,7 +63,7 @@ describe.runIf(onServer)('a login role that is only a member of app_user', () =>
     await sql`create role ${sql.id(login)} login nosuperuser nobypassrls noinherit in role app_user`.execute(admin);
     const url = new URL(t.url!);
     url.username = login;
-    const db = createDb(postgresConfig({ connectionString: url.toString(), poolMax: 1 }));
+    const db = createDb(postgresConfig({ connectionString: url.toString(), poolMax: 1, appRole: 'app_user' }));
     try {
       const users = await withTenant(db, tenantId, (tx) => tx.selectFrom('users').select('tenantId').execute());
       expect(users).toEqual([{ tenantId }]);
@@ -74,8 +74,9 @@ describe.runIf(onServer)('a login role that is only a member of app_user', () =>
         );
         expect(code, target).toBe('42501');
       }
-      // Outside withTenant it is its own login role: owns nothing, sees no tenant row.
-      await expect(db.selectFrom('users').select('id').execute()).rejects.toMatchObject({ code: '42501' });
+      // Outside withTenant it acts as app_user (DB_APP_ROLE, a startup setting) with no tenant: no row.
+      await expect(db.selectFrom('users').select('id').execute()).resolves.toEqual([]);
+      await expect(sql`select current_user::text as role`.execute(db)).resolves.toMatchObject({ rows: [{ role: 'app_user' }] });
     } finally {
       await db.destroy();
       await sql`drop role ${sql.id(login)}`.execute(admin);

@@ -3,11 +3,11 @@
  * built from input, a library running its own SQL) hands an attacker arbitrary SQL inside a
  * withTenant transaction, with the service's credentials. On the server every attack runs as a
  * login role made exactly as the README says (`create role … login password … noinherit in role
- * app_cms`, DB_APP_ROLE=app_cms) over a pool of ONE connection, so that "A then B" is the same
+ * app_user`, DB_APP_ROLE=app_user: every service's rights at once) over a pool of ONE connection, so that "A then B" is the same
  * backend; never as a superuser. PGlite has no login roles (its one session is a superuser): the
  * attacks that do not need one run there too.
  */
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DB } from '../../src/db/schema.generated.ts';
@@ -23,7 +23,7 @@ import { onServer, openTestDb, type TestDb } from '../support/test-db.ts';
 
 let t: TestDb;
 let w: ChatWorld;
-let cms: LoginRole | undefined;
+let login: LoginRole | undefined;
 /** The database the attacks go through: a cms login with one connection (server), or PGlite. */
 let db: Kysely<DB>;
 let bConversationId: string;
@@ -37,28 +37,49 @@ beforeAll(async () => {
     appendMessage(tx, { conversationId: bConversationId, role: 'user', content: { text: 'the launch code is 0000' } }),
   );
   if (onServer) {
-    cms = await createLoginRole(t, 'app_cms');
-    db = cms.open(1);
+    // app_user: the union of the three services' rights, the most an injection could have.
+    login = await createLoginRole(t, 'app_user');
+    db = login.open(1);
   } else {
     db = t.db;
   }
 });
 afterAll(async () => {
-  await cms?.drop();
+  await login?.drop();
   await t?.close();
 });
 
-/** What tenant B's rows look like from a transaction of tenant A after `attack` ran in it. */
-async function bRowsSeenFromA(attack: string): Promise<{ conversations: number; messages: number; users: number; searched: number }> {
+/** Runs `statement` in a savepoint: its rows, or `SQLSTATE: message` when it fails (the transaction goes on). */
+async function attempt<R>(tx: Kysely<DB>, statement: string | RawBuilder<R>): Promise<R[] | string> {
+  await sql`savepoint attempt`.execute(tx);
+  try {
+    const { rows } = await (typeof statement === 'string' ? sql.raw<R>(statement) : statement).execute(tx);
+    await sql`release savepoint attempt`.execute(tx);
+    return rows;
+  } catch (error) {
+    await sql`rollback to savepoint attempt`.execute(tx);
+    return `${(error as { code?: string }).code}: ${(error as Error).message}`;
+  }
+}
+
+/** How many of tenant B's rows a transaction of tenant A sees after `attack` ran in it ('denied': the role may not read that table). */
+async function bRowsSeenFromA(attack: string): Promise<Record<string, number | string>> {
   return withTenant(db, w.a.tenantId, async (tx) => {
-    await sql.raw(attack).execute(tx).catch(() => {});
-    const count = async (table: string) =>
-      (await sql<{ n: number }>`select count(*)::int as n from ${sql.table(table)} where tenant_id = ${w.b.tenantId}`.execute(tx).catch(() => ({ rows: [{ n: 0 }] }))).rows[0]!.n;
-    const searched = await sql<{ n: number }>`select count(*)::int as n from app.search_text(websearch_to_tsquery('english', 'launch code'), 10)`
-      .execute(tx)
-      .then((r) => r.rows[0]!.n, () => 0);
-    return { conversations: await count('conversations'), messages: await count('messages'), users: await count('users'), searched };
+    await attempt(tx, attack);
+    const seen: Record<string, number | string> = {};
+    for (const table of ['conversations', 'messages', 'users']) {
+      const rows = await attempt(tx, sql<{ n: number }>`select count(*)::int as n from ${sql.table(table)} where tenant_id = ${w.b.tenantId}`);
+      seen[table] = typeof rows === 'string' ? 'denied' : rows[0]!.n;
+    }
+    const searched = await attempt(tx, sql<{ n: number }>`select count(*)::int as n from app.search_text(websearch_to_tsquery('english', 'launch code'), 10)`);
+    seen.searched = typeof searched === 'string' ? 'denied' : searched[0]!.n;
+    return seen;
   });
+}
+
+/** True when no count is above zero. */
+function nothingSeen(seen: Record<string, number | string>): boolean {
+  return Object.values(seen).every((v) => v === 0 || v === 'denied');
 }
 
 describe('the tenant cannot be switched from inside a withTenant transaction', () => {
@@ -76,52 +97,54 @@ describe('the tenant cannot be switched from inside a withTenant transaction', (
     ['set role app_gateway', () => 'set role app_gateway'],
     ['a forged enter_tenant_context', (b: string) => `select app.enter_tenant_context('${b}', 9223372036854775807, repeat('0', 64))`],
     ['a second key for the connection', () => `select app.open_tenant_context(decode(repeat('00', 64), 'hex'), decode(repeat('00', 64), 'hex'))`],
-  ])('%s: no row of B is visible, and search finds none', async (_, attack) => {
+  ])('%s: no row of B is visible, and search finds none', async (name, attack) => {
     // `reset role` on PGlite returns to its superuser session: that is why the wall needs a login role.
-    if (!onServer && /role/.test(_) && !/key|enter/.test(_)) return;
-    expect(await bRowsSeenFromA(attack(w.b.tenantId))).toEqual({ conversations: 0, messages: 0, users: 0, searched: 0 });
+    if (!onServer && name.includes(' role')) return;
+    const seen = await bRowsSeenFromA(attack(w.b.tenantId));
+    expect(nothingSeen(seen), JSON.stringify(seen)).toBe(true);
+    // The attack changed nothing for A: its own rows are still there.
+    expect(await withTenant(db, w.a.tenantId, (tx) => sql<{ n: number }>`select count(*)::int as n from users`.execute(tx)).then((r) => r.rows[0]!.n)).toBe(2);
   });
 
   it("cannot write into B's tenant either", async () => {
     const code = await withTenant(db, w.a.tenantId, async (tx) => {
       await sql`select set_config('app.tenant_id', ${w.b.tenantId}, true)`.execute(tx);
-      return sql`insert into conversations (tenant_id, user_id, title) values (${w.b.tenantId}, ${w.b.userId}, 'planted')`
-        .execute(tx)
-        .then(() => 'ok', (error: { code?: string }) => error.code);
+      await sql`insert into conversations (tenant_id, user_id, title) values (${w.b.tenantId}, ${w.b.userId}, 'planted')`.execute(tx);
+      return 'ok';
     }).catch((error: { code?: string }) => error.code);
     expect(code).toBe('42501'); // new row violates row-level security policy
   });
 
   it.runIf(onServer)('a signature seen for B cannot be replayed on the same connection', async () => {
-    // Capture what withTenant(B) sent, as an attacker reading it somewhere would have it.
+    // Capture what withTenant(B) sent, as an attacker reading it somewhere would have it. A fresh
+    // pool of one: its connection is opened while the capture is in place.
     const seen: unknown[][] = [];
     const query = pg.Client.prototype.query;
     pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
       if (typeof args[0] === 'string' && args[0].includes('app.enter_tenant_context') && Array.isArray(args[1])) seen.push(args[1]);
       return (query as (...a: unknown[]) => unknown).apply(this, args);
     } as typeof query;
+    const one = login!.open(1);
     try {
-      await withTenant(db, w.b.tenantId, async () => {});
+      await withTenant(one, w.b.tenantId, async () => {});
     } finally {
       pg.Client.prototype.query = query;
     }
     const [tenant, counter, signature] = seen.at(-1) as [string, string, string];
     expect(tenant).toBe(w.b.tenantId);
-    const outcome = await withTenant(db, w.a.tenantId, async (tx) => {
-      const replay = await sql`select app.enter_tenant_context(${tenant}::uuid, ${counter}::bigint, ${signature})`.execute(tx).then(
-        () => 'accepted',
-        (error: { message: string }) => error.message,
-      );
-      return replay;
-    }).catch((error: { message: string }) => error.message);
-    expect(outcome).toMatch(/counter \d+ was used already/);
+    const outcome = await withTenant(one, w.a.tenantId, (tx) =>
+      attempt(tx, sql`select app.enter_tenant_context(${tenant}::uuid, ${counter}::bigint, ${signature})`));
+    expect(outcome).toMatch(/^42501: tenant context refused: counter \d+ was used already/);
+    // And B's rows stay B's: A, right after the refused replay, sees none.
+    expect(await withTenant(one, w.a.tenantId, (tx) => sql<{ n: number }>`select count(*)::int as n from users where tenant_id = ${w.b.tenantId}`.execute(tx)).then((r) => r.rows[0]!.n)).toBe(0);
   });
 });
 
 describe('nothing crosses a pooled connection (one connection: A, then B)', () => {
   it('a temp table and view named like ours, made by A, do not take over B', async () => {
     await withTenant(db, w.a.tenantId, async (tx) => {
-      await sql.raw(`create temp table messages (like public.messages); create temp view conversations as select * from public.conversations where false`).execute(tx);
+      await sql.raw('create temp table messages (like public.messages)').execute(tx);
+      await sql.raw('create temp view conversations as select * from public.conversations where false').execute(tx);
     });
     await withTenant(db, w.b.tenantId, (tx) =>
       appendMessage(tx, { conversationId: bConversationId, role: 'user', content: { text: 'after A' } }),
@@ -139,7 +162,9 @@ describe('nothing crosses a pooled connection (one connection: A, then B)', () =
     const before = await withTenant(db, w.b.tenantId, (tx) =>
       sql<{ st: string; wm: string }>`select current_setting('statement_timeout') as st, current_setting('work_mem') as wm`.execute(tx));
     await withTenant(db, w.a.tenantId, async (tx) => {
-      await sql.raw(`set statement_timeout = 0; set work_mem = '1GB'; set app.channel = 'from A'; set search_path = pg_temp, public`).execute(tx);
+      for (const statement of ['set statement_timeout = 0', "set work_mem = '1GB'", "set app.channel = 'from A'", 'set search_path = pg_temp, public']) {
+        await sql.raw(statement).execute(tx);
+      }
     });
     const after = await withTenant(db, w.b.tenantId, (tx) =>
       sql<{ st: string; wm: string; channel: string | null; path: string }>`
