@@ -59,15 +59,21 @@ describe('what app_user cannot do, even inside its own tenant', () => {
 describe.runIf(onServer)('a login role that is only a member of app_user', () => {
   it('cannot SET ROLE to anything with more rights, and withTenant works for it', async () => {
     const login = `app_login_${Math.random().toString(36).slice(2, 10)}`;
+    // A password: a server may want one for host connections (the Testcontainers image: scram).
+    const password = Math.random().toString(36).slice(2);
     const admin = t.db.withoutPlugins();
-    await sql`create role ${sql.id(login)} login nosuperuser nobypassrls noinherit in role app_user`.execute(admin);
+    // The superuser the tests log in as (postgres on the CI server, test in the container).
+    const { rows } = await sql<{ name: string }>`select current_user as name`.execute(admin);
+    const superuser = rows[0]!.name;
+    await sql`create role ${sql.id(login)} login password ${sql.lit(password)} nosuperuser nobypassrls noinherit in role app_user`.execute(admin);
     const url = new URL(t.url!);
     url.username = login;
+    url.password = password;
     const db = createDb(postgresConfig({ connectionString: url.toString(), poolMax: 1, appRole: 'app_user' }));
     try {
       const users = await withTenant(db, tenantId, (tx) => tx.selectFrom('users').select('tenantId').execute());
       expect(users).toEqual([{ tenantId }]);
-      for (const target of ['postgres', 'pg_read_all_data', 'pg_write_all_data']) {
+      for (const target of [superuser, 'pg_read_all_data', 'pg_write_all_data']) {
         const code = await withTenant(db, tenantId, (tx) => sql.raw(`set role ${target}`).execute(tx)).then(
           () => 'ok',
           (error: { code?: string }) => error.code,
