@@ -1,5 +1,6 @@
 import { sql, type Expression, type ExpressionBuilder, type Selectable, type SqlBool } from 'kysely';
 import type { Executor } from '../db/create-db.ts';
+import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors.ts';
 import type { Agents, DB, Models, Prompts, Providers, Tools, UserAgents } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
@@ -72,7 +73,7 @@ const MAX_TOOLS = 100;
  *   createAgent(tx, { name: 'Support', modelId: 2, promptId: 1, toolIds: [1, 3], modelParameters: { temperature: 0.2 } }));
  */
 export async function createAgent(
-  db: Executor,
+  db: TenantTx,
   params: {
     name: string;
     modelId: number;
@@ -139,7 +140,7 @@ export async function createAgent(
 }
 
 /** The agent with this id if it is global or the current tenant's; NotFoundError('agent', id) otherwise. */
-export async function getAgent(db: Executor, params: { agentId: string }): Promise<Agent> {
+export async function getAgent(db: TenantTx, params: { agentId: string }): Promise<Agent> {
   const tenantId = tenantOf(db);
   assertUuid('agentId', params.agentId);
   const agent = await db
@@ -157,7 +158,7 @@ export async function getAgent(db: Executor, params: { agentId: string }): Promi
  * tenant-wide agents (`userId` null), the user's own, and those shared with the user
  * (user_agents). One statement. A user that is not the tenant's → NotFoundError('user', id).
  */
-export async function listAgentsForUser(db: Executor, params: { userId: string }): Promise<Agent[]> {
+export async function listAgentsForUser(db: TenantTx, params: { userId: string }): Promise<Agent[]> {
   const tenantId = tenantOf(db);
   assertUuid('userId', params.userId);
   // From the user, left-joined to the agents: no row at all means no such user in this tenant;
@@ -203,7 +204,7 @@ export async function listAgentsForUser(db: Executor, params: { userId: string }
  * Unknown or another tenant's agent → NotFoundError('agent', id); user → NotFoundError('user', id).
  */
 export async function shareAgent(
-  db: Executor,
+  db: TenantTx,
   params: { agentId: string; userId: string; role: AgentRole },
 ): Promise<UserAgent> {
   const tenantId = tenantOf(db);
@@ -263,7 +264,7 @@ export async function shareAgent(
  * @example
  * const { agent, prompt, model, provider, tools } = await withTenant(db, tenantId, (tx) => resolveAgent(tx, { agentId }));
  */
-export async function resolveAgent(db: Executor, params: { agentId: string }): Promise<ResolvedAgent> {
+export async function resolveAgent(db: TenantTx, params: { agentId: string }): Promise<ResolvedAgent> {
   const tenantId = tenantOf(db);
   assertUuid('agentId', params.agentId);
   const row = await db

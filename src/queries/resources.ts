@@ -1,5 +1,5 @@
 import type { Selectable } from 'kysely';
-import type { Executor } from '../db/create-db.ts';
+import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors.ts';
 import type { Resources } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
@@ -24,7 +24,7 @@ const RESOURCE_COLUMNS = [
  *   createResource(tx, { name: 'handbook.pdf', type: 'pdf', s3Uri: 's3://docs/handbook.pdf', agentId, metadata: { pages: 12 } }));
  */
 export async function createResource(
-  db: Executor,
+  db: TenantTx,
   params: {
     name: string;
     type: string;
@@ -95,7 +95,7 @@ export async function createResource(
 }
 
 /** The resource with this id in the current tenant; NotFoundError('resource', id) otherwise. */
-export async function getResource(db: Executor, params: { resourceId: string }): Promise<Resource> {
+export async function getResource(db: TenantTx, params: { resourceId: string }): Promise<Resource> {
   const tenantId = tenantOf(db);
   assertUuid('resourceId', params.resourceId);
   const resource = await db
@@ -113,7 +113,7 @@ export async function getResource(db: Executor, params: { resourceId: string }):
  * and/or a message; at most `limit` (default 50, at most 200).
  */
 export async function listResources(
-  db: Executor,
+  db: TenantTx,
   params: { agentId?: string; messageId?: string; limit?: number } = {},
 ): Promise<Resource[]> {
   const tenantId = tenantOf(db);

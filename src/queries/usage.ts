@@ -1,5 +1,5 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
-import type { Executor, Tx } from '../db/create-db.ts';
+import type { TenantTx } from '../db/tenant-tx.ts';
 import { BudgetExceededError, NotFoundError, ValidationError } from '../db/errors.ts';
 import type { DB, Usage } from '../db/schema.generated.ts';
 import { statementTemplate } from '../db/statement-template.ts';
@@ -119,7 +119,7 @@ export interface UserBudget {
  *   recordUsage(tx, { userId, modelId, type: 'chat', inputTokens: 1234, outputTokens: 567, idempotencyKey: requestId }));
  * usage.cost; // '0.012207' at 0.003 / 0.015 per 1k tokens
  */
-export async function recordUsage(db: Tx, params: RecordUsageParams): Promise<UsageRow> {
+export async function recordUsage(db: TenantTx, params: RecordUsageParams): Promise<UsageRow> {
   const tenantId = tenantOf(db);
   const call = validateRecordUsage(params);
   for (let attempt = 1; ; attempt++) {
@@ -159,7 +159,7 @@ export async function recordUsage(db: Tx, params: RecordUsageParams): Promise<Us
  *   costSummary(tx, { from: new Date('2025-01-01'), to: new Date('2025-02-01'), groupBy: 'day', by: 'model' }));
  * // [{ period: 2025-01-01T00:00:00.000Z, key: 3, cost: '1.25', inputTokens: 120000, outputTokens: 8000, calls: 42 }, ...]
  */
-export async function costSummary(db: Executor, params: CostSummaryParams): Promise<CostSummaryRow[]> {
+export async function costSummary(db: TenantTx, params: CostSummaryParams): Promise<CostSummaryRow[]> {
   const tenantId = tenantOf(db);
   const { from, to, groupBy, by } = validateCostSummary(params);
   // groupBy is one of three words (checked above): a literal, so that the select list and the
@@ -195,7 +195,7 @@ export async function costSummary(db: Executor, params: CostSummaryParams): Prom
 }
 
 /** A user's budget and remaining budget (exact decimal text, null = unlimited); NotFoundError('user') when not in this tenant. */
-export async function getUserBudget(db: Executor, params: { userId: string }): Promise<UserBudget> {
+export async function getUserBudget(db: TenantTx, params: { userId: string }): Promise<UserBudget> {
   const tenantId = tenantOf(db);
   assertUuid('userId', params.userId);
   const row = await db
@@ -288,7 +288,7 @@ interface ChargeOutcome {
 }
 
 /** Runs the charge statement once and reads what it did. */
-async function chargeOnce(db: Tx, tenantId: string, call: ValidCall): Promise<ChargeOutcome> {
+async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall): Promise<ChargeOutcome> {
   const shape = { agent: call.agentId !== null, message: call.messageId !== null };
   const { rows } = await chargeStatement(db, { ...call, tenantId }, shape).execute(db);
   const row = rows[0];

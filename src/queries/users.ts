@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { sql, type Selectable } from 'kysely';
 import type { Executor } from '../db/create-db.ts';
+import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, ValidationError, sqlState } from '../db/errors.ts';
 import type { Users } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
@@ -50,7 +51,7 @@ export function generateApiKey(): string {
  *   createUser(tx, { email: 'ada@example.com', roleId: 3, budget: '25.00' }));
  */
 export async function createUser(
-  db: Executor,
+  db: TenantTx,
   params: { email: string; firstName?: string; lastName?: string; roleId: number; budget?: string | number },
 ): Promise<{ user: User; apiKey: string }> {
   const tenantId = tenantOf(db);
@@ -87,7 +88,7 @@ export async function createUser(
 }
 
 /** The user with this id in the current tenant, or undefined. */
-export async function findUser(db: Executor, params: { userId: string }): Promise<User | undefined> {
+export async function findUser(db: TenantTx, params: { userId: string }): Promise<User | undefined> {
   const tenantId = tenantOf(db);
   assertUuid('userId', params.userId);
   return db
@@ -99,7 +100,7 @@ export async function findUser(db: Executor, params: { userId: string }): Promis
 }
 
 /** The user with this id in the current tenant; NotFoundError('user', id) otherwise. */
-export async function getUser(db: Executor, params: { userId: string }): Promise<User> {
+export async function getUser(db: TenantTx, params: { userId: string }): Promise<User> {
   const user = await findUser(db, params);
   if (user === undefined) throw new NotFoundError('user', params.userId);
   return user;

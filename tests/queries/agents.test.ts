@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Tx } from '../../src/db/create-db.ts';
+import type { TenantTx } from '../../src/db/tenant-tx.ts';
 import { NotFoundError, TenantContextError, ValidationError } from '../../src/db/errors.ts';
 import type { DB } from '../../src/db/schema.generated.ts';
 import { withTenant } from '../../src/db/tenant.ts';
@@ -31,8 +31,8 @@ beforeAll(async () => {
 });
 afterAll(() => t?.close());
 
-const inA = <T>(fn: (tx: Tx) => Promise<T>) => withTenant(t.db, a.tenantId, fn);
-const inB = <T>(fn: (tx: Tx) => Promise<T>) => withTenant(t.db, b.tenantId, fn);
+const inA = <T>(fn: (tx: TenantTx) => Promise<T>) => withTenant(t.db, a.tenantId, fn);
+const inB = <T>(fn: (tx: TenantTx) => Promise<T>) => withTenant(t.db, b.tenantId, fn);
 
 /** Every agent, agent_tools and user_agents row, read as the owner: to prove that nothing changed. */
 async function snapshot() {
@@ -180,7 +180,7 @@ describe('listAgentsForUser', () => {
   let erin: string;
   const ids: Record<string, string> = {};
   let otherTenantIds: string[];
-  const inC = <T>(fn: (tx: Tx) => Promise<T>) => withTenant(t.db, c.tenantId, fn);
+  const inC = <T>(fn: (tx: TenantTx) => Promise<T>) => withTenant(t.db, c.tenantId, fn);
 
   beforeAll(async () => {
     c = await insertTenantWithUsers(t.db, cat.roleId, 'tenant-c');
@@ -384,15 +384,21 @@ describe('the tenant wall', () => {
   it('outside withTenant every function throws TenantContextError, before any SQL', async () => {
     counter.reset();
     const attempts = [
+      // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
       createAgent(counted, { name: 'x', modelId: cat.modelId }),
+      // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
       getAgent(counted, { agentId: cat.globalAgentId }),
+      // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
       listAgentsForUser(counted, { userId: a.userId }),
+      // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
       shareAgent(counted, { agentId: cat.globalAgentId, userId: a.userId, role: 'viewer' }),
+      // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
       resolveAgent(counted, { agentId: cat.globalAgentId }),
     ];
     for (const attempt of attempts) await expect(attempt).rejects.toBeInstanceOf(TenantContextError);
     expect(counter.count).toBe(0);
     // A transaction that withTenant did not open is no tenant context either.
+    // @ts-expect-error a plain Transaction is not a TenantTx (and throws TenantContextError at run time)
     await expect(t.db.transaction().execute((tx) => getAgent(tx, { agentId: cat.globalAgentId }))).rejects.toBeInstanceOf(TenantContextError);
   });
 });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Tx } from '../../src/db/create-db.ts';
+import type { TenantTx } from '../../src/db/tenant-tx.ts';
 import { NotFoundError, TenantContextError, ValidationError } from '../../src/db/errors.ts';
 import type { DB } from '../../src/db/schema.generated.ts';
 import { withTenant } from '../../src/db/tenant.ts';
@@ -47,8 +47,8 @@ beforeAll(async () => {
 });
 afterAll(() => t?.close());
 
-const inA = <T>(fn: (tx: Tx) => Promise<T>) => withTenant(t.db, a.tenantId, fn);
-const inB = <T>(fn: (tx: Tx) => Promise<T>) => withTenant(t.db, b.tenantId, fn);
+const inA = <T>(fn: (tx: TenantTx) => Promise<T>) => withTenant(t.db, a.tenantId, fn);
+const inB = <T>(fn: (tx: TenantTx) => Promise<T>) => withTenant(t.db, b.tenantId, fn);
 
 /** Every resource row, read as the owner: to prove that nothing changed. */
 function snapshot() {
@@ -148,7 +148,7 @@ describe('listResources', () => {
   // A tenant of its own, with rows inserted as the owner at given times, so the order is known.
   let c: TenantFixture;
   const names: Record<string, string> = {};
-  const inC = <T>(fn: (tx: Tx) => Promise<T>) => withTenant(t.db, c.tenantId, fn);
+  const inC = <T>(fn: (tx: TenantTx) => Promise<T>) => withTenant(t.db, c.tenantId, fn);
 
   beforeAll(async () => {
     c = await insertTenantFixture('tenant-c');
@@ -225,8 +225,11 @@ describe('the tenant wall', () => {
 
   it('outside withTenant every function throws TenantContextError, before any SQL', async () => {
     counter.reset();
+    // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
     await expect(createResource(counted, { name: 'x', type: 'text' })).rejects.toBeInstanceOf(TenantContextError);
+    // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
     await expect(getResource(counted, { resourceId: randomUUID() })).rejects.toBeInstanceOf(TenantContextError);
+    // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
     await expect(listResources(counted)).rejects.toBeInstanceOf(TenantContextError);
     expect(counter.count).toBe(0);
   });

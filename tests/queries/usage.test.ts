@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { CompiledQuery, sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BudgetExceededError, NotFoundError, TenantContextError, ValidationError } from '../../src/db/errors.ts';
-import type { Tx } from '../../src/db/create-db.ts';
+import type { TenantTx } from '../../src/db/tenant-tx.ts';
 import type { DB } from '../../src/db/schema.generated.ts';
 import { withTenant } from '../../src/db/tenant.ts';
 import { costSummary, getUserBudget, recordUsage, type CostSummaryRow, type RecordUsageParams } from '../../src/queries/usage.ts';
@@ -244,7 +244,7 @@ describe('recordUsage', () => {
     const before = await countUsage();
     const aRemaining = await remainingOf(t.db, a.userId);
 
-    const asA = <T>(fn: (tx: Tx) => Promise<T>) => withTenant(t.db, a.tenantId, fn);
+    const asA = <T>(fn: (tx: TenantTx) => Promise<T>) => withTenant(t.db, a.tenantId, fn);
     await expect(asA((tx) => recordUsage(tx, dimeCall(victim)))).rejects.toMatchObject({ name: 'NotFoundError', entity: 'user', id: victim });
     await expect(asA((tx) => recordUsage(tx, dimeCall(randomUUID())))).rejects.toBeInstanceOf(NotFoundError);
     await expect(asA((tx) => recordUsage(tx, { ...dimeCall(a.userId), modelId: 2_000_000_000 }))).rejects.toMatchObject({
@@ -262,8 +262,11 @@ describe('recordUsage', () => {
   });
 
   it('outside withTenant throws TenantContextError', async () => {
+    // @ts-expect-error a plain Transaction is not a TenantTx (and throws TenantContextError at run time)
     await expect(t.db.transaction().execute((tx) => recordUsage(tx, dimeCall(a.userId)))).rejects.toBeInstanceOf(TenantContextError);
+    // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
     await expect(costSummary(t.db, { from: new Date(0), to: new Date(), groupBy: 'day' })).rejects.toBeInstanceOf(TenantContextError);
+    // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
     await expect(getUserBudget(t.db, { userId: a.userId })).rejects.toBeInstanceOf(TenantContextError);
   });
 });
@@ -338,7 +341,7 @@ describe('concurrent charges', () => {
 });
 
 /** A transaction of its own, held open after `work` until released (commit or rollback). */
-function holdTx<T>(db: Kysely<DB>, tenantId: string, work: (tx: Tx) => Promise<T>) {
+function holdTx<T>(db: Kysely<DB>, tenantId: string, work: (tx: TenantTx) => Promise<T>) {
   let release!: (commit: boolean) => void;
   const gate = new Promise<boolean>((resolve) => (release = resolve));
   let started!: (pid: number) => void;

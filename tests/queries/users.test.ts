@@ -56,6 +56,7 @@ describe('createUser', () => {
   });
 
   it('needs a tenant context', async () => {
+    // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
     await expect(createUser(t.db, { email: 'ctx@example.com', roleId })).rejects.toBeInstanceOf(TenantContextError);
   });
 });
