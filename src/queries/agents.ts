@@ -1,10 +1,11 @@
-import { sql, type Expression, type ExpressionBuilder, type Selectable, type SqlBool } from 'kysely';
+import { sql, type Expression, type ExpressionBuilder, type Selectable, type SelectQueryBuilder, type SqlBool } from 'kysely';
 import type { Executor } from '../db/create-db.ts';
 import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors.ts';
 import type { Agents, DB, Models, Prompts, Providers, Tools, UserAgents } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
-import { assertInt, assertOptionalText, assertText, assertUuid, jsonObject } from './validate.ts';
+import { cursorTimestamp, decodeCursor, toPage, type CursorScope, type Page } from './cursor.ts';
+import { assertInt, assertOptionalText, assertText, assertUuid, jsonObject, pageLimit } from './validate.ts';
 
 /** An agent: global (`tenantId` null, from the seed) or the current tenant's (`userId` null: tenant-wide). */
 export type Agent = Pick<
@@ -154,48 +155,118 @@ export async function getAgent(db: TenantTx, params: { agentId: string }): Promi
 }
 
 /**
- * The agents a user may use, ordered by name then id, each once: the global agents, the tenant's
- * tenant-wide agents (`userId` null), the user's own, and those shared with the user
- * (user_agents). One statement. A user that is not the tenant's → NotFoundError('user', id).
+ * One page of the agents a user may use, newest first, each once: the global agents, the
+ * tenant's tenant-wide agents (`userId` null), the user's own, and those shared with the user
+ * (user_agents). Keyset on (created_at desc, id desc), `limit` rows (default 50, at most 200);
+ * pass `nextCursor` back as `cursor` for the next page (null: no more). One statement. A user that
+ * is not the tenant's → NotFoundError('user', id).
+ *
+ * (created_at, id) and not (name, id): created_at never changes, so a walk over pages returns
+ * every agent that exists throughout it exactly once even while agents are renamed; agents
+ * created during the walk sort above the cursor and appear in the next walk. The four sets are
+ * disjoint branches of a UNION ALL, each an index range on agents (tenant_id, user_id, ...) or
+ * the user's user_agents rows, merged in key order and cut at the limit.
+ *
+ * @example
+ * let cursor: string | null = null;
+ * do {
+ *   const page = await withTenant(db, tenantId, (tx) => listAgentsForUser(tx, { userId, cursor }));
+ *   show(page.items);
+ *   cursor = page.nextCursor;
+ * } while (cursor !== null);
  */
-export async function listAgentsForUser(db: TenantTx, params: { userId: string }): Promise<Agent[]> {
+export async function listAgentsForUser(
+  db: TenantTx,
+  params: { userId: string; limit?: number; cursor?: string | null },
+): Promise<Page<Agent>> {
   const tenantId = tenantOf(db);
-  assertUuid('userId', params.userId);
-  // From the user, left-joined to the agents: no row at all means no such user in this tenant;
-  // one row with a null agent means a user without agents.
+  const { userId } = params;
+  assertUuid('userId', userId);
+  const limit = pageLimit(params.limit);
+  const scope: CursorScope = { list: 'agents', tenantId, scope: userId.toLowerCase() };
+  const after = params.cursor == null ? undefined : decodeCursor(params.cursor, scope);
+  // Each branch: its rows after the cursor, in key order, at most a page: an index range read
+  // in order and stopped (see below for why each branch is cut on its own).
+  const page = <O>(qb: SelectQueryBuilder<DB & { a: Agents }, 'a', O>) =>
+    qb
+      .$if(after !== undefined, (qb) =>
+        qb.where(sql<SqlBool>`(${sql.ref('a.createdAt')}, ${sql.ref('a.id')}) < (${after!.at}::timestamptz, ${after!.id}::uuid)`),
+      )
+      .orderBy('a.createdAt', 'desc')
+      .orderBy('a.id', 'desc')
+      .limit(limit + 1);
+  // From the user, left-joined to the page: no row at all means no such user in this tenant;
+  // one row with a null agent means a user without agents (on this page). The page is built in
+  // the join's callback: a builder made from `db` would be a query of its own to the plugins.
   const rows = await db
     .selectFrom('users as u')
-    .leftJoin('agents as a', (join) =>
-      join.on((eb) =>
-        eb.or([
-          eb('a.tenantId', 'is', null),
-          eb.and([
-            eb('a.tenantId', '=', tenantId),
-            eb.or([
-              eb('a.userId', 'is', null),
-              eb('a.userId', '=', eb.ref('u.id')),
-              eb.exists(
+    .leftJoinLateral(
+      (eb) =>
+        eb
+          .selectFrom((eb) =>
+            // Disjoint: global agents (their user_id is null: a check constraint), tenant-wide
+            // ones, the user's own, and agents of other users of the tenant shared with the user.
+            // A shared global, tenant-wide or own agent is in its own branch already.
+            eb
+              .selectFrom((eb) =>
+                page(eb.selectFrom('agents as a').select(AGENT_COLUMNS_OF_A).where('a.tenantId', 'is', null).where('a.userId', 'is', null)).as('global'),
+              )
+              .selectAll('global')
+              .unionAll((eb) =>
                 eb
-                  .selectFrom('userAgents as ua')
-                  .select(eb.lit(1).as('one'))
-                  .where('ua.tenantId', '=', tenantId)
-                  .whereRef('ua.userId', '=', 'u.id')
-                  .whereRef('ua.agentId', '=', 'a.id'),
-              ),
-            ]),
-          ]),
-        ]),
-      ),
+                  .selectFrom((eb) =>
+                    page(eb.selectFrom('agents as a').select(AGENT_COLUMNS_OF_A).where('a.tenantId', '=', tenantId).where('a.userId', 'is', null)).as('tenantWide'),
+                  )
+                  .selectAll('tenantWide'),
+              )
+              .unionAll((eb) =>
+                eb
+                  .selectFrom((eb) =>
+                    page(eb.selectFrom('agents as a').select(AGENT_COLUMNS_OF_A).where('a.tenantId', '=', tenantId).where('a.userId', '=', userId)).as('own'),
+                  )
+                  .selectAll('own'),
+              )
+              .unionAll((eb) =>
+                eb
+                  .selectFrom((eb) =>
+                    page(
+                      eb
+                        .selectFrom('agents as a')
+                        .innerJoin('userAgents as ua', 'ua.agentId', 'a.id')
+                        .select(AGENT_COLUMNS_OF_A)
+                        .where('ua.tenantId', '=', tenantId)
+                        .where('ua.userId', '=', userId)
+                        .where('a.tenantId', '=', tenantId)
+                        .where('a.userId', '<>', userId),
+                    ).as('shared'),
+                  )
+                  .selectAll('shared'),
+              )
+              .as('visible'),
+          )
+          // Why every branch has its own ORDER BY and LIMIT: PostgreSQL 15 plans the branches of
+          // a UNION ALL that have a WHERE clause as subqueries of their own (it cannot make them
+          // members of one append relation), so an ORDER BY over the whole union would read and
+          // sort every visible agent. Cut per branch, each reads at most limit + 1 rows in index
+          // order, and only those few are merged here.
+          .selectAll('visible')
+          .orderBy('visible.createdAt', 'desc')
+          .orderBy('visible.id', 'desc')
+          .limit(limit + 1)
+          .as('v'),
+      (join) => join.onTrue(),
     )
-    .select(AGENT_COLUMNS_OF_A)
+    .select(['v.id', 'v.tenantId', 'v.userId', 'v.modelId', 'v.promptId', 'v.name', 'v.description', 'v.modelParameters', 'v.createdAt', 'v.updatedAt'])
+    .select((eb) => cursorTimestamp(eb.ref('v.createdAt')).as('cursorAt'))
     .where('u.tenantId', '=', tenantId)
-    .where('u.id', '=', params.userId)
-    .orderBy('a.name')
-    .orderBy('a.id')
+    .where('u.id', '=', userId)
+    .orderBy('v.createdAt', 'desc')
+    .orderBy('v.id', 'desc')
     .execute();
-  if (rows.length === 0) throw new NotFoundError('user', params.userId);
+  if (rows.length === 0) throw new NotFoundError('user', userId);
   // The left join types every agent column as nullable; a row with an id is a whole agent.
-  return rows.filter((row) => row.id !== null) as Agent[];
+  const agents = rows.filter((row) => row.id !== null) as (Agent & { cursorAt: string })[];
+  return toPage(agents, limit, scope);
 }
 
 /**
