@@ -4,6 +4,7 @@ import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors.ts';
 import type { Agents, DB, Models, Prompts, Providers, Tools, UserAgents } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
+import { decimalText } from './decimal.ts';
 import { cursorTimestamp, decodeCursor, toPage, type CursorScope, type Page } from './cursor.ts';
 import { assertInt, assertOptionalText, assertText, assertUuid, jsonObject, pageLimit } from './validate.ts';
 
@@ -19,7 +20,7 @@ export type UserAgent = Pick<Selectable<UserAgents>, 'id' | 'userId' | 'agentId'
 /** A user's role on an agent shared with them. */
 export type AgentRole = 'owner' | 'editor' | 'viewer';
 
-/** The model an agent runs on. Prices are exact decimal strings. */
+/** The model an agent runs on. Prices are exact decimal text without trailing zeros ('0.003'). */
 export type AgentModel = Pick<
   Selectable<Models>,
   | 'id' | 'providerId' | 'name' | 'internalName' | 'type' | 'description' | 'maxContext' | 'maxOutput' | 'maxReasoning'
@@ -347,13 +348,17 @@ export async function resolveAgent(db: TenantTx, params: { agentId: string }): P
     .select([
       'm.name as modelName', 'm.internalName as modelInternalName', 'm.type as modelType',
       'm.description as modelDescription', 'm.maxContext as modelMaxContext', 'm.maxOutput as modelMaxOutput',
-      'm.maxReasoning as modelMaxReasoning', 'm.cost1kInput as modelCost1kInput', 'm.cost1kOutput as modelCost1kOutput',
-      'm.cost1kCacheRead as modelCost1kCacheRead', 'm.cost1kCacheWrite as modelCost1kCacheWrite',
-      'm.defaultParameters as modelDefaultParameters',
+      'm.maxReasoning as modelMaxReasoning', 'm.defaultParameters as modelDefaultParameters',
       'p.id as providerId', 'p.name as providerName', 'p.endpoint as providerEndpoint',
       'pr.name as promptName', 'pr.version as promptVersion', 'pr.content as promptContent',
     ])
-    .select((eb) => toolsOf(eb.ref('a.id')).as('tools'))
+    .select((eb) => [
+      decimalText(eb.ref('m.cost1kInput')).as('modelCost1kInput'),
+      decimalText(eb.ref('m.cost1kOutput')).as('modelCost1kOutput'),
+      decimalText(eb.ref('m.cost1kCacheRead')).as('modelCost1kCacheRead'),
+      decimalText(eb.ref('m.cost1kCacheWrite')).as('modelCost1kCacheWrite'),
+      toolsOf(eb.ref('a.id')).as('tools'),
+    ])
     .where('a.id', '=', params.agentId)
     .where((eb) => visibleAgent(eb, tenantId))
     .executeTakeFirst();

@@ -1,9 +1,10 @@
-import { sql, type Kysely, type Selectable } from 'kysely';
+import { sql, type ExpressionBuilder, type Kysely, type Selectable } from 'kysely';
 import type { TenantTx } from '../db/tenant-tx.ts';
 import { BudgetExceededError, NotFoundError, ValidationError } from '../db/errors.ts';
 import type { DB, Usage } from '../db/schema.generated.ts';
 import { statementTemplate } from '../db/statement-template.ts';
 import { tenantOf } from '../db/tenant.ts';
+import { decimalText } from './decimal.ts';
 import { assertInt, assertText, assertUuid } from './validate.ts';
 
 /** The largest value of an SQL `integer` (token counts and catalog ids are `integer` columns). */
@@ -33,6 +34,7 @@ export type UsageRow = Pick<
   | 'createdAt'
 >;
 
+/** The columns of a UsageRow as stored; read them with {@link usageColumns} (cost as canonical decimal text). */
 const USAGE_COLUMNS = [
   'id',
   'userId',
@@ -48,6 +50,11 @@ const USAGE_COLUMNS = [
   'idempotencyKey',
   'createdAt',
 ] as const satisfies readonly (keyof UsageRow)[];
+
+/** USAGE_COLUMNS for a select, `cost` as canonical decimal text (see decimalText). */
+function usageColumns(eb: ExpressionBuilder<DB, 'usage'>) {
+  return [...USAGE_COLUMNS.filter((c) => c !== 'cost'), decimalText(eb.ref('cost')).as('cost')] as const;
+}
 
 /** What recordUsage charges: a model call of a user, with its token counts. */
 export interface RecordUsageParams {
@@ -134,7 +141,7 @@ export async function recordUsage(db: TenantTx, params: RecordUsageParams): Prom
     if (call.idempotencyKey !== null) {
       const existing = await db
         .selectFrom('usage')
-        .select(USAGE_COLUMNS)
+        .select(usageColumns)
         .where('tenantId', '=', tenantId)
         .where('idempotencyKey', '=', call.idempotencyKey)
         .executeTakeFirst();
@@ -170,7 +177,7 @@ export async function costSummary(db: TenantTx, params: CostSummaryParams): Prom
     .selectFrom('usage')
     .select([
       period.as('period'),
-      sql<string>`trim_scale(sum(${sql.ref('usage.cost')}))`.as('cost'),
+      decimalText(sql<string>`sum(${sql.ref('usage.cost')})`).as('cost'),
       // pg returns int8 as text and PGlite as number: Number() below makes both a number.
       sql<string | number>`sum(${sql.ref('usage.inputTokens')})`.as('inputTokens'),
       sql<string | number>`sum(${sql.ref('usage.outputTokens')})`.as('outputTokens'),
@@ -200,7 +207,7 @@ export async function getUserBudget(db: TenantTx, params: { userId: string }): P
   assertUuid('userId', params.userId);
   const row = await db
     .selectFrom('users')
-    .select([sql<string | null>`trim_scale(budget)`.as('budget'), sql<string | null>`trim_scale(remaining)`.as('remaining')])
+    .select((eb) => [decimalText(eb.ref('budget')).as('budget'), decimalText(eb.ref('remaining')).as('remaining')])
     .where('tenantId', '=', tenantId)
     .where('id', '=', params.userId)
     .executeTakeFirst();
@@ -472,7 +479,7 @@ const chargeStatement = statementTemplate(
         'ins.outputTokens',
         'ins.cacheReadTokens',
         'ins.cacheWriteTokens',
-        'ins.cost as insertedCost',
+        decimalText(eb.ref('ins.cost')).as('insertedCost'),
         'ins.idempotencyKey',
         'ins.createdAt',
       ])

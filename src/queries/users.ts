@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { sql, type Selectable } from 'kysely';
+import { sql, type ExpressionBuilder, type Selectable } from 'kysely';
 import type { Executor } from '../db/create-db.ts';
 import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, ValidationError, sqlState } from '../db/errors.ts';
-import type { Users } from '../db/schema.generated.ts';
+import type { DB, Users } from '../db/schema.generated.ts';
+import { decimalText } from './decimal.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { assertInt, assertText, assertUuid, decimal } from './validate.ts';
 
@@ -20,9 +21,15 @@ export interface ApiKeyOwner {
   roleId: number;
 }
 
-const USER_COLUMNS = [
-  'id', 'email', 'firstName', 'lastName', 'status', 'roleId', 'budget', 'remaining', 'createdAt', 'updatedAt',
-] as const;
+/** The columns of a User, budget and remaining as canonical decimal text (see decimalText). */
+function userColumns(eb: ExpressionBuilder<DB, 'users'>) {
+  return [
+    'id', 'email', 'firstName', 'lastName', 'status', 'roleId',
+    decimalText(eb.ref('budget')).as('budget'),
+    decimalText(eb.ref('remaining')).as('remaining'),
+    'createdAt', 'updatedAt',
+  ] as const;
+}
 // Keys we generate are `sk_` + 43 base64url characters; TEST_API_KEY may be any 8..256 visible
 // ASCII characters. Anything else cannot be a key: no need to ask the database.
 const API_KEY = /^[\x21-\x7e]{8,256}$/;
@@ -76,7 +83,7 @@ export async function createUser(
         budget,
         remaining: budget,
       })
-      .returning(USER_COLUMNS)
+      .returning(userColumns)
       .executeTakeFirstOrThrow();
     return { user, apiKey };
   } catch (error) {
@@ -93,7 +100,7 @@ export async function findUser(db: TenantTx, params: { userId: string }): Promis
   assertUuid('userId', params.userId);
   return db
     .selectFrom('users')
-    .select(USER_COLUMNS)
+    .select(userColumns)
     .where('tenantId', '=', tenantId)
     .where('id', '=', params.userId)
     .executeTakeFirst();

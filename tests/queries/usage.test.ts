@@ -219,6 +219,22 @@ describe('recordUsage', () => {
     expect((await usageOf(t.db, userId)).map((u) => u.idempotencyKey)).toEqual([key, null]);
   });
 
+  it('returns costs as decimal text without trailing zeros, also a repeat that reads a row stored with them', async () => {
+    const userId = await insertUser(t.db, a.tenantId, roleId, '5.000');
+    const trailing = await insertModel(t.db, { input: '0.1000', output: '0.20' });
+    const usage = await withTenant(t.db, a.tenantId, (tx) => recordUsage(tx, { userId, modelId: trailing, type: 'chat', inputTokens: 1000, outputTokens: 500 }));
+    expect(usage.cost).toBe('0.2');
+    // A row written by another path (as the owner) with trailing zeros: the repeat reads it.
+    const key = `stored-${randomUUID()}`;
+    await insertUsageRows(t.db, [{ tenantId: a.tenantId, userId, modelId: dime, type: 'chat', cost: '0.1000', idempotencyKey: key, inputTokens: 1000, outputTokens: 0 }]);
+    const repeat = await withTenant(t.db, a.tenantId, (tx) => recordUsage(tx, dimeCall(userId, { idempotencyKey: key })));
+    expect(repeat).toMatchObject({ cost: '0.1', idempotencyKey: key });
+    await expect(withTenant(t.db, a.tenantId, (tx) => getUserBudget(tx, { userId }))).resolves.toEqual({ budget: '5', remaining: '4.8' });
+    await expect(withTenant(t.db, a.tenantId, (tx) => recordUsage(tx, { userId, modelId: trailing, type: 'chat', inputTokens: 50_000, outputTokens: 0 }))).rejects.toMatchObject({
+      name: 'BudgetExceededError', cost: '5', remaining: '4.8',
+    });
+  });
+
   it('an idempotency key is per tenant: the same key in another tenant is another charge', async () => {
     const key = `shared-${randomUUID()}`;
     const inA = await withTenant(t.db, a.tenantId, (tx) => recordUsage(tx, dimeCall(a.userId, { idempotencyKey: key })));
