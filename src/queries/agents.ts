@@ -249,7 +249,9 @@ export async function listAgentsForUser(
           // a UNION ALL that have a WHERE clause as subqueries of their own (it cannot make them
           // members of one append relation), so an ORDER BY over the whole union would read and
           // sort every visible agent. Cut per branch, each reads at most limit + 1 rows in index
-          // order, and only those few are merged here.
+          // order, and only those few are merged here. Each branch is a subquery (`select * from
+          // (...) as global`) because Kysely 0.29 does not parenthesize a union member's ORDER BY
+          // and LIMIT: `.orderBy().limit().unionAll(...)` compiles to invalid SQL.
           .selectAll('visible')
           .orderBy('visible.createdAt', 'desc')
           .orderBy('visible.id', 'desc')
