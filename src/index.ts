@@ -7,6 +7,7 @@
 export { createDb, type CreateDbOptions, type Executor, type Tx } from './db/create-db.ts';
 export { getDb, closeDb, syncDatabase } from './db/get-db.ts';
 export { withTenant, tenantOf, isUuid } from './db/tenant.ts';
+export type { TenantTx } from './db/tenant-tx.ts';
 export { checkHealth, type Health } from './db/health.ts';
 export { loadConfig, type DbConfig, type PostgresConfig, type PgliteConfig } from './db/config.ts';
 export { toVectorSql, toVectorBinary, fromVectorSql, vectorValue } from './db/vector.ts';

@@ -1,7 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import { TenantContextError, ValidationError } from './errors.ts';
 import type { DB } from './schema.generated.ts';
-import type { Tx } from './create-db.ts';
+import type { TenantTx } from './tenant-tx.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -41,7 +41,7 @@ export function tenantOf(db: Kysely<any>): string {
  * @example
  * const convos = await withTenant(db, tenantId, (tx) => listConversations(tx, { userId }));
  */
-export async function withTenant<T>(db: Kysely<DB>, tenantId: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
+export async function withTenant<T>(db: Kysely<DB>, tenantId: string, fn: (tx: TenantTx) => Promise<T>): Promise<T> {
   assertUuid('tenantId', tenantId);
   if (db.isTransaction) {
     throw new TenantContextError('withTenant needs the database, not a transaction: it opens its own transaction');
@@ -51,7 +51,7 @@ export async function withTenant<T>(db: Kysely<DB>, tenantId: string, fn: (tx: T
     // One round trip: set_config('role', ..., true) is SET LOCAL ROLE.
     await sql`select set_config('role', 'app_user', true), set_config('app.tenant_id', ${tenantId}, true)`.execute(tx);
     tenantOfTx.set(tx, tenantId.toLowerCase());
-    return fn(tx);
+    return fn(tx as TenantTx);
   });
 }
 
