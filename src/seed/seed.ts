@@ -18,6 +18,9 @@ export interface SeedOptions {
   log?: (line: string) => void;
   /** Warnings, e.g. an `env:` variable that is not set (default: console.warn). */
   warn?: (line: string) => void;
+  /** Overwrite catalog rows that changed since the seed last wrote them (by the cms, an operator),
+   *  instead of keeping and reporting them (`database seed --force`; default false). */
+  force?: boolean;
 }
 
 /** What the seed did to the rows of one file. */
