@@ -6,7 +6,7 @@ export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
 /**
  * Runs one command and sets the process's exit code: `main`'s result (0 or 1), 2 with the usage
  * on stderr for a {@link UsageError}, 1 with the error as one paragraph prefixed by the command's
- * name for anything else (cause included when the message does not already carry it).
+ * name for anything else.
  */
 export async function runCli(command: string, main: () => Promise<number | void>): Promise<void> {
   try {
