@@ -99,6 +99,6 @@ describe('npm run seed', () => {
   it('on a database without the schema, fails and says to run npm run migrate', async () => {
     const { code, stderr } = await runSeed([], bare.env);
     expect(code).toBe(1);
-    expect(stderr).toMatch(/^seed: the schema is missing \(this database has none of the seed tables\): run `npm run migrate` first/m);
+    expect(stderr).toMatch(/^seed: the schema is missing \(this database has none of the seed tables\): run `npx database migrate` first/m);
   });
 });
