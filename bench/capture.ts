@@ -4,7 +4,7 @@
  * gets. The baselines replay that text through a bare driver connection.
  */
 import type { CompiledQuery, Kysely } from 'kysely';
-import type { Tx } from '../src/db/create-db.ts';
+import type { TenantTx } from '../src/db/tenant-tx.ts';
 import type { DB } from '../src/db/schema.generated.ts';
 import { withTenant } from '../src/db/tenant.ts';
 import { QueryRecorder } from '../tests/support/query-recorder.ts';
@@ -19,7 +19,7 @@ export interface Statement {
  * Runs `fn` under withTenant once and returns every statement it sent, withTenant's own
  * set-up statement first (`begin`/`commit` are not statements of Kysely's and are not listed).
  */
-export async function captureStatements(db: Kysely<DB>, tenantId: string, fn: (tx: Tx) => Promise<unknown>): Promise<Statement[]> {
+export async function captureStatements(db: Kysely<DB>, tenantId: string, fn: (tx: TenantTx) => Promise<unknown>): Promise<Statement[]> {
   const capture = new QueryRecorder();
   const spy = db.withPlugin(capture);
   await withTenant(spy, tenantId, fn);

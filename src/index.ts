@@ -5,10 +5,12 @@
 
 // Connections, tenant context, health.
 export { createDb, type CreateDbOptions, type Executor, type Tx } from './db/create-db.ts';
-export { getDb, closeDb, syncDatabase } from './db/get-db.ts';
+export { getDb, closeDb, syncDatabase } from './lifecycle/get-db.ts';
 export { withTenant, tenantOf, isUuid } from './db/tenant.ts';
+export type { TenantTx } from './db/tenant-tx.ts';
 export { checkHealth, type Health } from './db/health.ts';
 export { loadConfig, type DbConfig, type PostgresConfig, type PgliteConfig } from './db/config.ts';
+export { describeTarget, resolveTarget, type Target } from './db/target.ts';
 export { toVectorSql, toVectorBinary, fromVectorSql, vectorValue } from './db/vector.ts';
 export type { DB } from './db/schema.generated.ts';
 
@@ -21,6 +23,8 @@ export {
   type MigrationFile,
   type MigrationStatus,
   type MigratorOptions,
+  type MigrateOptions,
+  type MigrateDownOptions,
 } from './db/migrator.ts';
 export {
   seed,
@@ -111,6 +115,7 @@ export {
 export {
   BudgetExceededError,
   ConfigError,
+  ConnectionError,
   MigrationError,
   NotFoundError,
   StoreLockedError,

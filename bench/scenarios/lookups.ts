@@ -10,7 +10,7 @@ import { resolveAgent } from '../../src/queries/agents.ts';
 import { listConversations } from '../../src/queries/conversations.ts';
 import { listMessages } from '../../src/queries/messages.ts';
 import { getUser } from '../../src/queries/users.ts';
-import type { Tx } from '../../src/db/create-db.ts';
+import type { TenantTx } from '../../src/db/tenant-tx.ts';
 import type { Backend } from '../backend.ts';
 import { captureStatements, type Statement } from '../capture.ts';
 import type { World } from '../data.ts';
@@ -22,7 +22,7 @@ import type { Result } from '../report.ts';
 /** One call of a lookup: the tenant it runs as and the package call. */
 interface Target {
   tenantId: string;
-  call: (tx: Tx) => Promise<unknown>;
+  call: (tx: TenantTx) => Promise<unknown>;
 }
 
 const TARGETS = 200;

@@ -31,7 +31,7 @@ export async function migrateScenario(backend: Backend): Promise<Result> {
     env.DB_STORAGE = join(cliDir, 'pglite');
   }
   const started = performance.now();
-  const { stdout } = await run(process.execPath, ['src/cli/migrate.ts'], { cwd: ROOT, env });
+  const { stdout } = await run(process.execPath, ['src/cli/database.ts', 'migrate'], { cwd: ROOT, env });
   const cliSeconds = (performance.now() - started) / 1000;
   if (cliDir !== undefined) rmSync(cliDir, { recursive: true, force: true });
   let inProcessSeconds: number | undefined;

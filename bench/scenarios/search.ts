@@ -7,7 +7,7 @@
  * the time goes.
  */
 import { sql } from 'kysely';
-import type { Tx } from '../../src/db/create-db.ts';
+import type { TenantTx } from '../../src/db/tenant-tx.ts';
 import { withTenant } from '../../src/db/tenant.ts';
 import { hybridSearch, similaritySearch } from '../../src/queries/vectors.ts';
 import type { Backend } from '../backend.ts';
@@ -178,7 +178,7 @@ export async function searchScenarios(backend: Backend, world: World): Promise<R
  * EXPLAIN (ANALYZE, BUFFERS) of the last statement of a search call, replayed as the package sent
  * it (same role, tenant and pgvector settings): the scan used, rows, buffers and time, in one line.
  */
-export async function explainSearch(backend: Backend, tenantId: string, call: (tx: Tx) => Promise<unknown>): Promise<string> {
+export async function explainSearch(backend: Backend, tenantId: string, call: (tx: TenantTx) => Promise<unknown>): Promise<string> {
   const statements = await captureStatements(backend.db, tenantId, call);
   const last = statements.at(-1)!;
   const [plan] = await backend.bare.tenantTransaction(tenantId, async (q) => {

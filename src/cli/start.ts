@@ -1,39 +1,38 @@
 /**
- * npm start: brings the configured database (embedded PGlite at .data/pglite by default) to the
- * latest schema, loads the seed data (data/) and prints a short status: migrations, the seed, tables
- * with row counts and their row-level security, the PostgreSQL and pgvector versions.
+ * `database start` (npm start): brings the configured database to the latest schema, loads the
+ * seed data and prints the status, as a service's getDb() start-up does.
  */
 import { loadConfig } from '../db/config.ts';
 import { createDb } from '../db/create-db.ts';
-import { syncDatabase } from '../db/get-db.ts';
-import { checkHealth } from '../db/health.ts';
-import { migrationStatus } from '../db/migrator.ts';
-import { tableStatus } from '../db/status.ts';
+import { describeTarget } from '../db/target.ts';
+import { syncDatabase } from '../lifecycle/get-db.ts';
 import { formatSeedSummary } from '../seed/seed.ts';
-import { runCli } from './run-cli.ts';
+import { noExtraArguments, parseCommandLine } from './args.ts';
+import { EXIT } from './run-cli.ts';
+import { printStatus } from './status.ts';
 
-runCli('start', async () => {
+/** Usage of `database start`. */
+export const START_USAGE = `usage: database start
+
+Migrates the configured database to the latest schema (as \`database migrate\`), loads the seed
+data (as \`database seed\`), then prints \`database status\`. With nothing configured that is the
+embedded store at .data/pglite, created when missing.`;
+
+/** Runs `database start ARGS…`; resolves to the exit code. */
+export async function runStart(args: string[]): Promise<number> {
+  const { values, positionals } = parseCommandLine(args, {}, START_USAGE);
+  if (values.help) {
+    console.log(START_USAGE);
+    return EXIT.ok;
+  }
+  noExtraArguments(positionals, 0, START_USAGE);
   const config = loadConfig();
+  console.log(describeTarget(config));
   const db = createDb(config);
   try {
     const { migrated, seeded } = await syncDatabase(db);
-    const health = await checkHealth(db);
-    if (!health.ok) throw new Error(`database unreachable after migrating: ${health.error}`);
-    const migrations = await migrationStatus(db);
-    const tables = await tableStatus(db);
-
-    console.log(config.kind === 'postgres' ? 'database: PostgreSQL server' : `database: embedded PGlite at ${config.storage}`);
-    console.log(`postgres ${health.serverVersion}, pgvector ${health.pgvector ?? 'not installed'}`);
-    const applied = migrations.filter((m) => m.state === 'applied').length;
-    console.log(`migrations: ${applied} of ${migrations.length} applied (${migrated.length} just now)`);
-    console.log(formatSeedSummary(seeded));
-    console.log('');
-    console.log(`${'table'.padEnd(16)} ${'rows'.padStart(8)}  rls`);
-    for (const t of tables) {
-      const rls = t.rlsForced ? 'forced' : t.rlsEnabled ? 'enabled (not forced)' : 'off';
-      console.log(`${t.name.padEnd(16)} ${String(t.rows).padStart(8)}  ${rls}`);
-    }
+    return await printStatus(db, migrated.length, formatSeedSummary(seeded));
   } finally {
     await db.destroy();
   }
-});
+}

@@ -2,11 +2,13 @@ import { Kysely, PGliteDialect, PostgresDialect, type Transaction } from 'kysely
 import pg from 'pg';
 import { SnakeCamelPlugin } from './camel-case.ts';
 import { loadConfig, type AppRole, type DbConfig, type PostgresConfig } from './config.ts';
+import { nameConnectErrors } from './connect-errors.ts';
 import { guardClient, releaseOf } from './guard-pg-client.ts';
 import { guardPglite } from './guard-pglite.ts';
 import { openPglite } from './pglite-store.ts';
 import { nameStatements } from './prepared-statements.ts';
 import type { DB } from './schema.generated.ts';
+import { describeTarget } from './target.ts';
 import { VectorPlugin } from './vector.ts';
 
 /** What every query function takes first: the database, or a transaction on it. */
@@ -118,6 +120,7 @@ function createPool(config: PostgresConfig, options: CreateDbOptions): pg.Pool {
       ? { idle_in_transaction_session_timeout: config.idleInTransactionTimeoutMs }
       : {}),
   });
+  nameConnectErrors(pool, describeTarget(config));
   const onError =
     options.onPoolError ??
     ((error: Error) => console.warn(`database: an idle pooled connection failed and was dropped: ${error.message}`));

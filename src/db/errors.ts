@@ -49,6 +49,34 @@ export class ConfigError extends Error {
 }
 
 /**
+ * Opening a connection to the server failed (refused, timed out, unknown host, authentication,
+ * no such database). `target` names the server, database and role tried (never the password);
+ * `code` is the driver's (`ECONNREFUSED`, `ENOTFOUND`, or a SQLSTATE such as `28P01`), `cause` its error.
+ */
+export class ConnectionError extends Error {
+  override readonly name = 'ConnectionError';
+  readonly target: string;
+  readonly code: string | undefined;
+  constructor(target: string, cause: unknown) {
+    const code = typeof cause === 'object' && cause !== null ? (cause as { code?: unknown }).code : undefined;
+    super(`could not connect to ${target}: ${causeText(cause, code)}`, { cause });
+    this.target = target;
+    this.code = typeof code === 'string' ? code : undefined;
+  }
+}
+
+// Node reports a refused `localhost` (tried as ::1 and 127.0.0.1) as an AggregateError whose own
+// message is empty: its parts carry the text.
+function causeText(cause: unknown, code: unknown): string {
+  if (cause instanceof AggregateError && cause.message === '') {
+    const parts = cause.errors.map((e: unknown) => (e instanceof Error ? e.message : String(e))).filter((m) => m !== '');
+    if (parts.length > 0) return parts.join('; ');
+  }
+  const message = cause instanceof Error ? cause.message : String(cause);
+  return message !== '' ? message : typeof code === 'string' ? code : 'unknown error';
+}
+
+/**
  * A migration could not be applied or reverted, or the migration files disagree with the ledger.
  * `file` is the migration file (relative to the project), `statement` the failing SQL statement
  * and `line` its first line in that file, when a statement failed; `cause` is the driver error.

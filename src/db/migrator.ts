@@ -7,6 +7,7 @@ import { Umzug, type UmzugStorage } from 'umzug';
 import { intEnv } from './config.ts';
 import { displayPath } from './display-path.ts';
 import { MigrationError, sqlState } from './errors.ts';
+import { assertCanMigrate } from './privileges.ts';
 import { splitSqlStatements, type SqlStatement } from './sql-statements.ts';
 
 /** The folder of the package's own migrations. */
@@ -33,11 +34,30 @@ export interface MigratorOptions {
   log?: (line: string) => void;
 }
 
+/** Options of {@link migrate}. */
+export interface MigrateOptions extends MigratorOptions {
+  /** Apply the pending migrations up to and including this one only (default: all of them). */
+  to?: string;
+}
+
+/** Options of {@link migrateDown}. */
+export interface MigrateDownOptions extends MigratorOptions {
+  /**
+   * Asked, under the migration lock and before anything is reverted, with the names about to be
+   * reverted (newest first; never called when there are none). Resolving false reverts nothing
+   * and migrateDown returns []. Default: no question.
+   */
+  confirm?: (names: string[]) => boolean | Promise<boolean>;
+}
+
 /** A migration as found on disk. */
 export interface MigrationFile {
   name: string;
   upPath: string;
+  /** Where the `.down.sql` is, or would be when {@link MigrationFile.hasDownFile} is false. */
   downPath: string;
+  /** False when the `.down.sql` is missing: status flags it, migrateDown refuses to revert it. */
+  hasDownFile: boolean;
   /** sha256 (hex) of the `.up.sql` file's bytes, as stored in the ledger. */
   checksum: string;
 }
@@ -51,6 +71,8 @@ export interface MigrationStatus {
   appliedChecksum: string | undefined;
   appliedAt: Date | undefined;
   durationMs: number | undefined;
+  /** The up file is there but its `.down.sql` is not: the migration cannot be reverted. */
+  downFileMissing: boolean;
 }
 
 interface LedgerRow {
@@ -60,7 +82,11 @@ interface LedgerRow {
   duration_ms: number;
 }
 
-/** Reads and checks the migration files of `dir`, ordered by name. */
+/**
+ * Reads and checks the migration files of `dir`, ordered by name. A `.down.sql` without its
+ * `.up.sql`, a bad file name or two migrations with one number is a MigrationError; an `.up.sql`
+ * without its `.down.sql` is listed with `hasDownFile: false`.
+ */
 export function readMigrationFiles(dir: string = DEFAULT_MIGRATIONS_DIR): MigrationFile[] {
   if (!existsSync(dir)) throw new MigrationError(`migrations folder ${displayPath(dir)} does not exist`);
   const byName = new Map<string, Partial<Record<'up' | 'down', string>>>();
@@ -79,50 +105,81 @@ export function readMigrationFiles(dir: string = DEFAULT_MIGRATIONS_DIR): Migrat
   const numbers = new Map<string, string>();
   for (const name of [...byName.keys()].sort()) {
     const pair = byName.get(name)!;
-    if (pair.up === undefined || pair.down === undefined) {
-      const missing = pair.up === undefined ? 'up' : 'down';
-      throw new MigrationError(`migration ${name} has no ${missing} file ${displayPath(join(dir, `${name}.${missing}.sql`))}`);
+    if (pair.up === undefined) {
+      throw new MigrationError(`migration ${name} has no up file ${displayPath(join(dir, `${name}.up.sql`))}`);
     }
     const number = name.slice(0, 4);
     const other = numbers.get(number);
     if (other !== undefined) throw new MigrationError(`migrations ${other} and ${name} share the number ${number}`);
     numbers.set(number, name);
-    files.push({ name, upPath: pair.up, downPath: pair.down, checksum: sha256(readFileSync(pair.up)) });
+    files.push({
+      name,
+      upPath: pair.up,
+      downPath: pair.down ?? join(dir, `${name}.down.sql`),
+      hasDownFile: pair.down !== undefined,
+      checksum: sha256(readFileSync(pair.up)),
+    });
   }
   return files;
 }
 
 /**
- * Applies every pending migration, each in its own transaction together with its ledger row.
- * Serialized with other migrators by an advisory lock; refuses to run when an applied migration's
- * file was edited or deleted. Returns the names applied (none when up to date).
+ * Applies every pending migration (or those up to and including `options.to`), each in its own
+ * transaction together with its ledger row. Serialized with other migrators by an advisory lock;
+ * refuses to run when an applied migration's file was edited or deleted, or when the role cannot
+ * migrate (a ConfigError). Returns the names applied (none when up to date).
  */
-export async function migrate(db: Kysely<any>, options: MigratorOptions = {}): Promise<string[]> {
+export async function migrate(db: Kysely<any>, options: MigrateOptions = {}): Promise<string[]> {
   return withMigrationSession(db, options, async (session) => {
+    const { to } = options;
+    if (to !== undefined) {
+      if (!session.files.some((f) => f.name === to)) {
+        throw new MigrationError(`--to ${to}: no such migration in ${displayPath(session.dir)}`);
+      }
+      if ((await session.appliedNames()).includes(to)) return [];
+    }
     const umzug = session.umzug();
-    const applied = await runUmzug(() => umzug.up());
+    const applied = await runUmzug(() => (to === undefined ? umzug.up() : umzug.up({ to })));
     return applied.map((m) => m.name);
   });
 }
 
 /**
  * Reverts applied migrations, newest first: one by default, down to and including `to` when
- * given a name, all of them with `to: 0`. Returns the names reverted.
+ * given a name, all of them with `to: 0`. Refuses, reverting nothing, when one of them has no
+ * `.down.sql`; `options.confirm` is asked first. Returns the names reverted.
  */
 export async function migrateDown(
   db: Kysely<any>,
   target: { to?: string | 0 } = {},
-  options: MigratorOptions = {},
+  options: MigrateDownOptions = {},
 ): Promise<string[]> {
   return withMigrationSession(db, options, async (session) => {
     if (typeof target.to === 'string' && !session.files.some((f) => f.name === target.to)) {
       throw new MigrationError(`--to ${target.to}: no such migration in ${displayPath(session.dir)}`);
     }
-    const umzug = session.umzug();
-    if (typeof target.to === 'string' && !(await session.appliedNames()).includes(target.to)) {
+    const applied = new Set(await session.appliedNames());
+    if (typeof target.to === 'string' && !applied.has(target.to)) {
       throw new MigrationError(`--to ${target.to}: that migration is not applied`);
     }
-    const reverted = await runUmzug(() => (target.to === undefined ? umzug.down() : umzug.down({ to: target.to })));
+    // What umzug's down() picks: the applied migrations in file order, newest first, then one,
+    // all (to: 0), or down to and including `to`. Run with `step` so that it reverts exactly these.
+    const newestFirst = session.files.filter((f) => applied.has(f.name)).reverse();
+    const count =
+      target.to === undefined ? 1 : target.to === 0 ? newestFirst.length : newestFirst.findIndex((f) => f.name === target.to) + 1;
+    const plan = newestFirst.slice(0, count);
+    if (plan.length === 0) return [];
+    const irreversible = plan.filter((f) => !f.hasDownFile);
+    if (irreversible.length > 0) {
+      throw new MigrationError(
+        `cannot revert ${irreversible.map((f) => `${f.name} (${displayPath(f.downPath)} is missing)`).join(', ')}; ` +
+          `nothing was reverted. Write the down file, or revert only newer migrations (--to NAME).`,
+        { file: displayPath(irreversible[0]!.downPath) },
+      );
+    }
+    if (options.confirm !== undefined && !(await options.confirm(plan.map((f) => f.name)))) return [];
+    const umzug = session.umzug();
+    const reverted = await runUmzug(() => umzug.down({ step: plan.length }));
     return reverted.map((m) => m.name);
   });
 }
@@ -144,6 +201,7 @@ export async function migrationStatus(db: Kysely<any>, options: MigratorOptions 
       appliedChecksum: row?.checksum,
       appliedAt: row?.applied_at,
       durationMs: row?.duration_ms,
+      downFileMissing: !file.hasDownFile,
     };
   });
   for (const row of ledger) {
@@ -155,6 +213,7 @@ export async function migrationStatus(db: Kysely<any>, options: MigratorOptions 
         appliedChecksum: row.checksum,
         appliedAt: row.applied_at,
         durationMs: row.duration_ms,
+        downFileMissing: false,
       });
     }
   }
@@ -163,7 +222,8 @@ export async function migrationStatus(db: Kysely<any>, options: MigratorOptions 
 
 /**
  * Writes `NNNN_name.up.sql` and `NNNN_name.down.sql` with the next free number and returns their
- * paths. `name` is lowercase snake_case, verb first (`add_users_locale`).
+ * paths. `name` is lowercase snake_case, verb first (`add_users_locale`), and not the name of an
+ * existing migration under any number.
  */
 export function createMigrationFiles(name: string, options: Pick<MigratorOptions, 'migrationsDir'> = {}): string[] {
   const dir = options.migrationsDir ?? DEFAULT_MIGRATIONS_DIR;
@@ -171,6 +231,13 @@ export function createMigrationFiles(name: string, options: Pick<MigratorOptions
     throw new MigrationError(`migration name ${JSON.stringify(name)}: use lowercase snake_case, verb first (e.g. add_users_locale)`);
   }
   const files = readMigrationFiles(dir);
+  const existing = files.find((f) => f.name.slice(5) === name);
+  if (existing !== undefined) {
+    throw new MigrationError(
+      `migration name ${name} is taken: ${displayPath(existing.upPath)} exists. Choose another name; nothing was written.`,
+      { file: displayPath(existing.upPath) },
+    );
+  }
   const last = files.at(-1);
   const number = String((last === undefined ? 0 : Number(last.name.slice(0, 4))) + 1).padStart(4, '0');
   const full = `${number}_${name}`;
@@ -216,6 +283,7 @@ async function withMigrationSession<T>(
     .withoutPlugins()
     .connection()
     .execute(async (conn) => {
+      await assertCanMigrate(conn, LEDGER_TABLE);
       await acquireLock(conn, waitMs, log);
       try {
         await sql`select set_config('lock_timeout', ${`${lockTimeoutMs}ms`}, false),
@@ -303,7 +371,7 @@ function verifyChecksums(dir: string, files: MigrationFile[], ledger: LedgerRow[
   if (problems.length > 0) {
     throw new MigrationError(
       `${problems.join('; ')}. Applied migrations must not change: restore the file and put the change in a new migration ` +
-        `(npm run migrate -- create NAME). Nothing was run.`,
+        `(npx database migrate create NAME). Nothing was run.`,
     );
   }
 }
@@ -321,6 +389,7 @@ interface RunContext {
  */
 async function runMigrationFile(ctx: RunContext, file: MigrationFile, direction: 'up' | 'down'): Promise<void> {
   const path = direction === 'up' ? file.upPath : file.downPath;
+  if (!existsSync(path)) throw new MigrationError(`${displayPath(path)} is missing; nothing was reverted`, { file: displayPath(path) });
   const script = readFileSync(path, 'utf8');
   const statements = splitSqlStatements(script);
   const noTransaction = script.split('\n', 1)[0]?.trim() === NO_TRANSACTION_DIRECTIVE;

@@ -1,9 +1,10 @@
 import { CompiledQuery, sql, type Kysely } from 'kysely';
 import { appRole, type AppRole } from './config.ts';
-import { appRoleOf, type Tx } from './create-db.ts';
+import { appRoleOf } from './create-db.ts';
 import { ConnectionTamperedError, TenantContextError, ValidationError } from './errors.ts';
 import type { DB } from './schema.generated.ts';
 import { ENTER_CONTEXT_SQL } from './tenant-context.ts';
+import type { TenantTx } from './tenant-tx.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -65,7 +66,7 @@ export interface WithTenantOptions {
 export async function withTenant<T>(
   db: Kysely<DB>,
   tenantId: string,
-  fn: (tx: Tx) => Promise<T>,
+  fn: (tx: TenantTx) => Promise<T>,
   options: WithTenantOptions = {},
 ): Promise<T> {
   assertUuid('tenantId', tenantId);
@@ -84,7 +85,7 @@ export async function withTenant<T>(
         entered = true;
         tenantOfTx.set(tx, tenant);
         roleOfTx.set(tx, role);
-        return fn(tx);
+        return fn(tx as TenantTx);
       });
     } catch (error) {
       if (error instanceof ConnectionTamperedError && !entered && attempt < MAX_ATTEMPTS) continue;

@@ -1,9 +1,12 @@
-import { sql, type Expression, type ExpressionBuilder, type Selectable, type SqlBool } from 'kysely';
+import { sql, type Expression, type ExpressionBuilder, type Selectable, type SelectQueryBuilder, type SqlBool } from 'kysely';
 import type { Executor } from '../db/create-db.ts';
+import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors.ts';
 import type { Agents, DB, Models, Prompts, Providers, Tools, UserAgents } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
-import { assertInt, assertOptionalText, assertText, assertUuid, jsonObject } from './validate.ts';
+import { decimalText } from './decimal.ts';
+import { cursorTimestamp, decodeCursor, toPage, type CursorScope, type Page } from './cursor.ts';
+import { assertInt, assertOptionalText, assertText, assertUuid, jsonObject, pageLimit } from './validate.ts';
 
 /** An agent: global (`tenantId` null, from the seed) or the current tenant's (`userId` null: tenant-wide). */
 export type Agent = Pick<
@@ -17,7 +20,7 @@ export type UserAgent = Pick<Selectable<UserAgents>, 'id' | 'userId' | 'agentId'
 /** A user's role on an agent shared with them. */
 export type AgentRole = 'owner' | 'editor' | 'viewer';
 
-/** The model an agent runs on. Prices are exact decimal strings. */
+/** The model an agent runs on. Prices are exact decimal text without trailing zeros ('0.003'). */
 export type AgentModel = Pick<
   Selectable<Models>,
   | 'id' | 'providerId' | 'name' | 'internalName' | 'type' | 'description' | 'maxContext' | 'maxOutput' | 'maxReasoning'
@@ -72,7 +75,7 @@ const MAX_TOOLS = 100;
  *   createAgent(tx, { name: 'Support', modelId: 2, promptId: 1, toolIds: [1, 3], modelParameters: { temperature: 0.2 } }));
  */
 export async function createAgent(
-  db: Executor,
+  db: TenantTx,
   params: {
     name: string;
     modelId: number;
@@ -139,7 +142,7 @@ export async function createAgent(
 }
 
 /** The agent with this id if it is global or the current tenant's; NotFoundError('agent', id) otherwise. */
-export async function getAgent(db: Executor, params: { agentId: string }): Promise<Agent> {
+export async function getAgent(db: TenantTx, params: { agentId: string }): Promise<Agent> {
   const tenantId = tenantOf(db);
   assertUuid('agentId', params.agentId);
   const agent = await db
@@ -153,48 +156,120 @@ export async function getAgent(db: Executor, params: { agentId: string }): Promi
 }
 
 /**
- * The agents a user may use, ordered by name then id, each once: the global agents, the tenant's
- * tenant-wide agents (`userId` null), the user's own, and those shared with the user
- * (user_agents). One statement. A user that is not the tenant's → NotFoundError('user', id).
+ * One page of the agents a user may use, newest first, each once: the global agents, the
+ * tenant's tenant-wide agents (`userId` null), the user's own, and those shared with the user
+ * (user_agents). Keyset on (created_at desc, id desc), `limit` rows (default 50, at most 200);
+ * pass `nextCursor` back as `cursor` for the next page (null: no more). One statement. A user that
+ * is not the tenant's → NotFoundError('user', id).
+ *
+ * (created_at, id) and not (name, id): created_at never changes, so a walk over pages returns
+ * every agent that exists throughout it exactly once even while agents are renamed; agents
+ * created during the walk sort above the cursor and appear in the next walk. The four sets are
+ * disjoint branches of a UNION ALL, each an index range on agents (tenant_id, user_id, ...) or
+ * the user's user_agents rows, merged in key order and cut at the limit.
+ *
+ * @example
+ * let cursor: string | null = null;
+ * do {
+ *   const page = await withTenant(db, tenantId, (tx) => listAgentsForUser(tx, { userId, cursor }));
+ *   show(page.items);
+ *   cursor = page.nextCursor;
+ * } while (cursor !== null);
  */
-export async function listAgentsForUser(db: Executor, params: { userId: string }): Promise<Agent[]> {
+export async function listAgentsForUser(
+  db: TenantTx,
+  params: { userId: string; limit?: number; cursor?: string | null },
+): Promise<Page<Agent>> {
   const tenantId = tenantOf(db);
-  assertUuid('userId', params.userId);
-  // From the user, left-joined to the agents: no row at all means no such user in this tenant;
-  // one row with a null agent means a user without agents.
+  const { userId } = params;
+  assertUuid('userId', userId);
+  const limit = pageLimit(params.limit);
+  const scope: CursorScope = { list: 'agents', tenantId, scope: userId.toLowerCase() };
+  const after = params.cursor == null ? undefined : decodeCursor(params.cursor, scope);
+  // Each branch: its rows after the cursor, in key order, at most a page: an index range read
+  // in order and stopped (see below for why each branch is cut on its own).
+  const page = <O>(qb: SelectQueryBuilder<DB & { a: Agents }, 'a', O>) =>
+    qb
+      .$if(after !== undefined, (qb) =>
+        qb.where(sql<SqlBool>`(${sql.ref('a.createdAt')}, ${sql.ref('a.id')}) < (${after!.at}::timestamptz, ${after!.id}::uuid)`),
+      )
+      .orderBy('a.createdAt', 'desc')
+      .orderBy('a.id', 'desc')
+      .limit(limit + 1);
+  // From the user, left-joined to the page: no row at all means no such user in this tenant;
+  // one row with a null agent means a user without agents (on this page). The page is built in
+  // the join's callback: a builder made from `db` would be a query of its own to the plugins.
   const rows = await db
     .selectFrom('users as u')
-    .leftJoin('agents as a', (join) =>
-      join.on((eb) =>
-        eb.or([
-          eb('a.tenantId', 'is', null),
-          eb.and([
-            eb('a.tenantId', '=', tenantId),
-            eb.or([
-              eb('a.userId', 'is', null),
-              eb('a.userId', '=', eb.ref('u.id')),
-              eb.exists(
+    .leftJoinLateral(
+      (eb) =>
+        eb
+          .selectFrom((eb) =>
+            // Disjoint: global agents (their user_id is null: a check constraint), tenant-wide
+            // ones, the user's own, and agents of other users of the tenant shared with the user.
+            // A shared global, tenant-wide or own agent is in its own branch already.
+            eb
+              .selectFrom((eb) =>
+                page(eb.selectFrom('agents as a').select(AGENT_COLUMNS_OF_A).where('a.tenantId', 'is', null).where('a.userId', 'is', null)).as('global'),
+              )
+              .selectAll('global')
+              .unionAll((eb) =>
                 eb
-                  .selectFrom('userAgents as ua')
-                  .select(eb.lit(1).as('one'))
-                  .where('ua.tenantId', '=', tenantId)
-                  .whereRef('ua.userId', '=', 'u.id')
-                  .whereRef('ua.agentId', '=', 'a.id'),
-              ),
-            ]),
-          ]),
-        ]),
-      ),
+                  .selectFrom((eb) =>
+                    page(eb.selectFrom('agents as a').select(AGENT_COLUMNS_OF_A).where('a.tenantId', '=', tenantId).where('a.userId', 'is', null)).as('tenantWide'),
+                  )
+                  .selectAll('tenantWide'),
+              )
+              .unionAll((eb) =>
+                eb
+                  .selectFrom((eb) =>
+                    page(eb.selectFrom('agents as a').select(AGENT_COLUMNS_OF_A).where('a.tenantId', '=', tenantId).where('a.userId', '=', userId)).as('own'),
+                  )
+                  .selectAll('own'),
+              )
+              .unionAll((eb) =>
+                eb
+                  .selectFrom((eb) =>
+                    page(
+                      eb
+                        .selectFrom('agents as a')
+                        .innerJoin('userAgents as ua', 'ua.agentId', 'a.id')
+                        .select(AGENT_COLUMNS_OF_A)
+                        .where('ua.tenantId', '=', tenantId)
+                        .where('ua.userId', '=', userId)
+                        .where('a.tenantId', '=', tenantId)
+                        .where('a.userId', '<>', userId),
+                    ).as('shared'),
+                  )
+                  .selectAll('shared'),
+              )
+              .as('visible'),
+          )
+          // Why every branch has its own ORDER BY and LIMIT: PostgreSQL 15 plans the branches of
+          // a UNION ALL that have a WHERE clause as subqueries of their own (it cannot make them
+          // members of one append relation), so an ORDER BY over the whole union would read and
+          // sort every visible agent. Cut per branch, each reads at most limit + 1 rows in index
+          // order, and only those few are merged here. Each branch is a subquery (`select * from
+          // (...) as global`) because Kysely 0.29 does not parenthesize a union member's ORDER BY
+          // and LIMIT: `.orderBy().limit().unionAll(...)` compiles to invalid SQL.
+          .selectAll('visible')
+          .orderBy('visible.createdAt', 'desc')
+          .orderBy('visible.id', 'desc')
+          .limit(limit + 1)
+          .as('v'),
+      (join) => join.onTrue(),
     )
-    .select(AGENT_COLUMNS_OF_A)
+    .select(['v.id', 'v.tenantId', 'v.userId', 'v.modelId', 'v.promptId', 'v.name', 'v.description', 'v.modelParameters', 'v.createdAt', 'v.updatedAt'])
+    .select((eb) => cursorTimestamp(eb.ref('v.createdAt')).as('cursorAt'))
     .where('u.tenantId', '=', tenantId)
-    .where('u.id', '=', params.userId)
-    .orderBy('a.name')
-    .orderBy('a.id')
+    .where('u.id', '=', userId)
+    .orderBy('v.createdAt', 'desc')
+    .orderBy('v.id', 'desc')
     .execute();
-  if (rows.length === 0) throw new NotFoundError('user', params.userId);
+  if (rows.length === 0) throw new NotFoundError('user', userId);
   // The left join types every agent column as nullable; a row with an id is a whole agent.
-  return rows.filter((row) => row.id !== null) as Agent[];
+  const agents = rows.filter((row) => row.id !== null) as (Agent & { cursorAt: string })[];
+  return toPage(agents, limit, scope);
 }
 
 /**
@@ -203,7 +278,7 @@ export async function listAgentsForUser(db: Executor, params: { userId: string }
  * Unknown or another tenant's agent → NotFoundError('agent', id); user → NotFoundError('user', id).
  */
 export async function shareAgent(
-  db: Executor,
+  db: TenantTx,
   params: { agentId: string; userId: string; role: AgentRole },
 ): Promise<UserAgent> {
   const tenantId = tenantOf(db);
@@ -263,7 +338,7 @@ export async function shareAgent(
  * @example
  * const { agent, prompt, model, provider, tools } = await withTenant(db, tenantId, (tx) => resolveAgent(tx, { agentId }));
  */
-export async function resolveAgent(db: Executor, params: { agentId: string }): Promise<ResolvedAgent> {
+export async function resolveAgent(db: TenantTx, params: { agentId: string }): Promise<ResolvedAgent> {
   const tenantId = tenantOf(db);
   assertUuid('agentId', params.agentId);
   const row = await db
@@ -275,13 +350,17 @@ export async function resolveAgent(db: Executor, params: { agentId: string }): P
     .select([
       'm.name as modelName', 'm.internalName as modelInternalName', 'm.type as modelType',
       'm.description as modelDescription', 'm.maxContext as modelMaxContext', 'm.maxOutput as modelMaxOutput',
-      'm.maxReasoning as modelMaxReasoning', 'm.cost1kInput as modelCost1kInput', 'm.cost1kOutput as modelCost1kOutput',
-      'm.cost1kCacheRead as modelCost1kCacheRead', 'm.cost1kCacheWrite as modelCost1kCacheWrite',
-      'm.defaultParameters as modelDefaultParameters',
+      'm.maxReasoning as modelMaxReasoning', 'm.defaultParameters as modelDefaultParameters',
       'p.id as providerId', 'p.name as providerName', 'p.endpoint as providerEndpoint',
       'pr.name as promptName', 'pr.version as promptVersion', 'pr.content as promptContent',
     ])
-    .select((eb) => toolsOf(eb.ref('a.id')).as('tools'))
+    .select((eb) => [
+      decimalText(eb.ref('m.cost1kInput')).as('modelCost1kInput'),
+      decimalText(eb.ref('m.cost1kOutput')).as('modelCost1kOutput'),
+      decimalText(eb.ref('m.cost1kCacheRead')).as('modelCost1kCacheRead'),
+      decimalText(eb.ref('m.cost1kCacheWrite')).as('modelCost1kCacheWrite'),
+      toolsOf(eb.ref('a.id')).as('tools'),
+    ])
     .where('a.id', '=', params.agentId)
     .where((eb) => visibleAgent(eb, tenantId))
     .executeTakeFirst();

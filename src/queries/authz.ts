@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Executor } from '../db/create-db.ts';
+import type { TenantTx } from '../db/tenant-tx.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { assertText, assertUuid } from './validate.ts';
 
@@ -10,7 +10,7 @@ import { assertText, assertUuid } from './validate.ts';
  * @example
  * if (!(await can(tx, { userId, resource: 'users', action: 'manage' }))) throw new Forbidden();
  */
-export async function can(db: Executor, params: { userId: string; resource: string; action: string }): Promise<boolean> {
+export async function can(db: TenantTx, params: { userId: string; resource: string; action: string }): Promise<boolean> {
   const tenantId = tenantOf(db);
   assertUuid('userId', params.userId);
   assertText('resource', params.resource, 200);

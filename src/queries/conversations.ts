@@ -9,7 +9,7 @@
  * refuses writes (rename, appendMessage) until restored; purgeDeletedConversations removes it for good.
  */
 import { sql, type Selectable } from 'kysely';
-import type { Executor } from '../db/create-db.ts';
+import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, sqlState, ValidationError } from '../db/errors.ts';
 import type { Conversations } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
@@ -59,7 +59,7 @@ const COLUMNS = [
  * const convo = await withTenant(db, tenantId, (tx) => createConversation(tx, { userId, agentId, title: 'Trip plans' }));
  */
 export async function createConversation(
-  db: Executor,
+  db: TenantTx,
   params: { userId: string; agentId: string; title?: string },
 ): Promise<Conversation> {
   const tenantId = tenantOf(db);
@@ -104,7 +104,7 @@ export async function createConversation(
 }
 
 /** The conversation `conversationId`, soft-deleted or not (see `deleted`); NotFoundError('conversation') if there is none. */
-export async function getConversation(db: Executor, params: { conversationId: string }): Promise<Conversation> {
+export async function getConversation(db: TenantTx, params: { conversationId: string }): Promise<Conversation> {
   const tenantId = tenantOf(db);
   const { conversationId } = params;
   assertUuid('conversationId', conversationId);
@@ -140,7 +140,7 @@ export async function getConversation(db: Executor, params: { conversationId: st
  * } while (cursor !== null);
  */
 export async function listConversations(
-  db: Executor,
+  db: TenantTx,
   params: { userId: string; limit?: number; cursor?: string | null },
 ): Promise<Page<Conversation>> {
   const tenantId = tenantOf(db);
@@ -173,7 +173,7 @@ export async function listConversations(
 
 /** Renames a live conversation; NotFoundError('conversation') if there is none or it is soft-deleted (restore it first). */
 export async function renameConversation(
-  db: Executor,
+  db: TenantTx,
   params: { conversationId: string; title: string },
 ): Promise<Conversation> {
   const tenantId = tenantOf(db);
@@ -196,7 +196,7 @@ export async function renameConversation(
  * Soft-deletes a conversation: `deleted = true, deleted_at = now()`. Idempotent: deleting a deleted
  * conversation keeps its first deleted_at (the purge clock does not restart).
  */
-export async function softDeleteConversation(db: Executor, params: { conversationId: string }): Promise<Conversation> {
+export async function softDeleteConversation(db: TenantTx, params: { conversationId: string }): Promise<Conversation> {
   const tenantId = tenantOf(db);
   const { conversationId } = params;
   assertUuid('conversationId', conversationId);
@@ -212,7 +212,7 @@ export async function softDeleteConversation(db: Executor, params: { conversatio
 }
 
 /** Brings a soft-deleted conversation back (at its old place in the list: last_activity_at is kept); idempotent. */
-export async function restoreConversation(db: Executor, params: { conversationId: string }): Promise<Conversation> {
+export async function restoreConversation(db: TenantTx, params: { conversationId: string }): Promise<Conversation> {
   const tenantId = tenantOf(db);
   const { conversationId } = params;
   assertUuid('conversationId', conversationId);
@@ -235,7 +235,7 @@ export async function restoreConversation(db: Executor, params: { conversationId
  * const purged = await withTenant(db, tenantId, (tx) =>
  *   purgeDeletedConversations(tx, { olderThan: new Date(Date.now() - 30 * 86_400_000) }));
  */
-export async function purgeDeletedConversations(db: Executor, params: { olderThan: Date }): Promise<number> {
+export async function purgeDeletedConversations(db: TenantTx, params: { olderThan: Date }): Promise<number> {
   const tenantId = tenantOf(db);
   const { olderThan } = params;
   if (!(olderThan instanceof Date) || Number.isNaN(olderThan.getTime())) {

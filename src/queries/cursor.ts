@@ -27,7 +27,7 @@ const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
  * A timestamptz column as UTC text with microseconds, for cursors: a JS Date would cut it to
  * milliseconds and keyset pagination would then skip or repeat rows.
  */
-export function cursorTimestamp(column: Expression<Date> | RawBuilder<unknown>): RawBuilder<string> {
+export function cursorTimestamp(column: Expression<Date | null> | RawBuilder<unknown>): RawBuilder<string> {
   return sql<string>`to_char(${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 }
 
@@ -62,4 +62,16 @@ export function decodeCursor(cursor: unknown, expected: CursorScope): CursorPosi
     throw new ValidationError('cursor', `was made for another list, not for ${expected.list} of ${expected.scope}`);
   }
   return { at: p.a, id: p.i };
+}
+
+/**
+ * Rows fetched with `limit + 1`, each with its sort timestamp as `cursorAt` (see
+ * {@link cursorTimestamp}) → the page of the first `limit` rows, without `cursorAt`, and the cursor
+ * after its last row (null when there is no further row).
+ */
+export function toPage<T extends { id: string }>(rows: (T & { cursorAt: string })[], limit: number, scope: CursorScope): Page<T> {
+  const items = rows.slice(0, limit).map(({ cursorAt: _cursorAt, ...row }) => row as unknown as T);
+  const last = rows[limit - 1];
+  const nextCursor = rows.length > limit && last !== undefined ? encodeCursor(scope, { at: last.cursorAt, id: last.id }) : null;
+  return { items, nextCursor };
 }

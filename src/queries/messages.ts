@@ -9,7 +9,7 @@
  * increases in append order, so keyset pagination on (created_at, id) follows insertion.
  */
 import { sql, type Selectable } from 'kysely';
-import type { Executor } from '../db/create-db.ts';
+import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, ValidationError } from '../db/errors.ts';
 import type { JsonArray, JsonObject, Messages } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
@@ -57,7 +57,7 @@ const COLUMNS = [
  * const answer = await appendMessage(tx, { conversationId, role: 'assistant', content: { text: 'Hello!' }, parentId: question.id });
  */
 export async function appendMessage(
-  db: Executor,
+  db: TenantTx,
   params: { conversationId: string; role: MessageRole; content: MessageContent; parentId?: string | null },
 ): Promise<Message> {
   const tenantId = tenantOf(db);
@@ -143,7 +143,7 @@ export async function appendMessage(
  * wait for each other on the conversation row, so none can commit behind a reader's cursor.
  */
 export async function listMessages(
-  db: Executor,
+  db: TenantTx,
   params: { conversationId: string; limit?: number; cursor?: string | null },
 ): Promise<Page<Message>> {
   const tenantId = tenantOf(db);
@@ -185,7 +185,7 @@ export async function listMessages(
  * // root → a → b1, and root → a → b2 (b2 an edit of b1)
  * await getThread(tx, { messageId: b2.id }); // [root, a, b2]
  */
-export async function getThread(db: Executor, params: { messageId: string }): Promise<Message[]> {
+export async function getThread(db: TenantTx, params: { messageId: string }): Promise<Message[]> {
   const tenantId = tenantOf(db);
   const { messageId } = params;
   assertUuid('messageId', messageId);

@@ -2,9 +2,10 @@ import type { Selectable } from 'kysely';
 import type { Executor } from '../db/create-db.ts';
 import { NotFoundError, ValidationError } from '../db/errors.ts';
 import type { Models, Providers } from '../db/schema.generated.ts';
+import { decimalText } from './decimal.ts';
 import { assertText } from './validate.ts';
 
-/** A model with its provider's name; never a provider's API key. Prices are exact decimal strings. */
+/** A model with its provider's name; never a provider's API key. Prices are exact decimal text without trailing zeros ('0.003'). */
 export type Model = Pick<
   Selectable<Models>,
   | 'id' | 'providerId' | 'name' | 'internalName' | 'type' | 'description' | 'maxContext' | 'maxOutput' | 'maxReasoning'
@@ -18,10 +19,14 @@ function modelQuery(db: Executor) {
   return db
     .selectFrom('models as m')
     .innerJoin('providers as p', 'p.id', 'm.providerId')
-    .select([
+    .select((eb) => [
       'm.id', 'm.providerId', 'p.name as providerName', 'm.name', 'm.internalName', 'm.type', 'm.description',
-      'm.maxContext', 'm.maxOutput', 'm.maxReasoning', 'm.cost1kInput', 'm.cost1kOutput', 'm.cost1kCacheRead',
-      'm.cost1kCacheWrite', 'm.defaultParameters',
+      'm.maxContext', 'm.maxOutput', 'm.maxReasoning',
+      decimalText(eb.ref('m.cost1kInput')).as('cost1kInput'),
+      decimalText(eb.ref('m.cost1kOutput')).as('cost1kOutput'),
+      decimalText(eb.ref('m.cost1kCacheRead')).as('cost1kCacheRead'),
+      decimalText(eb.ref('m.cost1kCacheWrite')).as('cost1kCacheWrite'),
+      'm.defaultParameters',
     ]);
 }
 

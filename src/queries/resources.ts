@@ -1,8 +1,9 @@
-import type { Selectable } from 'kysely';
-import type { Executor } from '../db/create-db.ts';
+import { sql, type Selectable } from 'kysely';
+import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors.ts';
 import type { Resources } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
+import { cursorTimestamp, decodeCursor, toPage, type CursorScope, type Page } from './cursor.ts';
 import { assertOptionalText, assertText, assertUuid, jsonObject, pageLimit } from './validate.ts';
 
 /** A document or file of the current tenant, attached to an agent and/or a message. */
@@ -24,7 +25,7 @@ const RESOURCE_COLUMNS = [
  *   createResource(tx, { name: 'handbook.pdf', type: 'pdf', s3Uri: 's3://docs/handbook.pdf', agentId, metadata: { pages: 12 } }));
  */
 export async function createResource(
-  db: Executor,
+  db: TenantTx,
   params: {
     name: string;
     type: string;
@@ -95,7 +96,7 @@ export async function createResource(
 }
 
 /** The resource with this id in the current tenant; NotFoundError('resource', id) otherwise. */
-export async function getResource(db: Executor, params: { resourceId: string }): Promise<Resource> {
+export async function getResource(db: TenantTx, params: { resourceId: string }): Promise<Resource> {
   const tenantId = tenantOf(db);
   assertUuid('resourceId', params.resourceId);
   const resource = await db
@@ -109,19 +110,42 @@ export async function getResource(db: Executor, params: { resourceId: string }):
 }
 
 /**
- * The current tenant's resources, newest first (then by id), optionally only those of an agent
- * and/or a message; at most `limit` (default 50, at most 200).
+ * One page of the current tenant's resources, newest first: keyset on (created_at desc, id desc),
+ * optionally only those of an agent and/or a message; `limit` rows (default 50, at most 200).
+ * Pass `nextCursor` back as `cursor`, with the same filters, for the next page (null: no more); a
+ * cursor of other filters is a ValidationError('cursor'). created_at never changes, so a walk over
+ * pages returns every resource that exists throughout it exactly once; resources created during
+ * the walk sort above the cursor and appear in the next walk.
+ *
+ * @example
+ * const first = await withTenant(db, tenantId, (tx) => listResources(tx, { agentId, limit: 20 }));
+ * const next = await withTenant(db, tenantId, (tx) => listResources(tx, { agentId, limit: 20, cursor: first.nextCursor }));
  */
 export async function listResources(
-  db: Executor,
-  params: { agentId?: string; messageId?: string; limit?: number } = {},
-): Promise<Resource[]> {
+  db: TenantTx,
+  params: { agentId?: string; messageId?: string; limit?: number; cursor?: string | null } = {},
+): Promise<Page<Resource>> {
   const tenantId = tenantOf(db);
-  if (params.agentId !== undefined) assertUuid('agentId', params.agentId);
-  if (params.messageId !== undefined) assertUuid('messageId', params.messageId);
+  const { agentId, messageId } = params;
+  if (agentId !== undefined) assertUuid('agentId', agentId);
+  if (messageId !== undefined) assertUuid('messageId', messageId);
   const limit = pageLimit(params.limit);
-  let query = db.selectFrom('resources').select(RESOURCE_COLUMNS).where('tenantId', '=', tenantId);
-  if (params.agentId !== undefined) query = query.where('agentId', '=', params.agentId);
-  if (params.messageId !== undefined) query = query.where('messageId', '=', params.messageId);
-  return query.orderBy('createdAt', 'desc').orderBy('id', 'desc').limit(limit).execute();
+  const filters = `agent=${agentId?.toLowerCase() ?? '*'};message=${messageId?.toLowerCase() ?? '*'}`;
+  const scope: CursorScope = { list: 'resources', tenantId, scope: filters };
+  const after = params.cursor == null ? undefined : decodeCursor(params.cursor, scope);
+  const rows = await db
+    .selectFrom('resources')
+    .select(RESOURCE_COLUMNS)
+    .select((eb) => cursorTimestamp(eb.ref('createdAt')).as('cursorAt'))
+    .where('tenantId', '=', tenantId)
+    .$if(agentId !== undefined, (qb) => qb.where('agentId', '=', agentId!))
+    .$if(messageId !== undefined, (qb) => qb.where('messageId', '=', messageId!))
+    .$if(after !== undefined, (qb) =>
+      qb.where((eb) => sql<boolean>`(${eb.ref('createdAt')}, ${eb.ref('id')}) < (${after!.at}::timestamptz, ${after!.id}::uuid)`),
+    )
+    .orderBy('createdAt', 'desc')
+    .orderBy('id', 'desc')
+    .limit(limit + 1)
+    .execute();
+  return toPage(rows, limit, scope);
 }

@@ -1,5 +1,6 @@
 import type { Selectable } from 'kysely';
 import type { Executor } from '../db/create-db.ts';
+import type { TenantTx } from '../db/tenant-tx.ts';
 import { TenantContextError, ValidationError, sqlState } from '../db/errors.ts';
 import type { Tenants } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
@@ -40,7 +41,7 @@ export async function createTenant(db: Executor, params: { name: string; slug: s
 }
 
 /** The tenant of the current withTenant transaction. */
-export async function getCurrentTenant(db: Executor): Promise<Tenant> {
+export async function getCurrentTenant(db: TenantTx): Promise<Tenant> {
   const tenantId = tenantOf(db);
   return db.selectFrom('tenants').select(TENANT_COLUMNS).where('id', '=', tenantId).executeTakeFirstOrThrow();
 }

@@ -1,9 +1,10 @@
-import { sql, type Kysely, type Selectable } from 'kysely';
-import type { Executor, Tx } from '../db/create-db.ts';
+import { sql, type ExpressionBuilder, type Kysely, type Selectable } from 'kysely';
+import type { TenantTx } from '../db/tenant-tx.ts';
 import { BudgetExceededError, NotFoundError, ValidationError } from '../db/errors.ts';
 import type { DB, Usage } from '../db/schema.generated.ts';
 import { statementTemplate } from '../db/statement-template.ts';
 import { tenantOf } from '../db/tenant.ts';
+import { decimalText } from './decimal.ts';
 import { assertInt, assertText, assertUuid } from './validate.ts';
 
 /** The largest value of an SQL `integer` (token counts and catalog ids are `integer` columns). */
@@ -33,6 +34,7 @@ export type UsageRow = Pick<
   | 'createdAt'
 >;
 
+/** The columns of a UsageRow as stored; read them with {@link usageColumns} (cost as canonical decimal text). */
 const USAGE_COLUMNS = [
   'id',
   'userId',
@@ -48,6 +50,11 @@ const USAGE_COLUMNS = [
   'idempotencyKey',
   'createdAt',
 ] as const satisfies readonly (keyof UsageRow)[];
+
+/** USAGE_COLUMNS for a select, `cost` as canonical decimal text (see decimalText). */
+function usageColumns(eb: ExpressionBuilder<DB, 'usage'>) {
+  return [...USAGE_COLUMNS.filter((c) => c !== 'cost'), decimalText(eb.ref('cost')).as('cost')] as const;
+}
 
 /** What recordUsage charges: a model call of a user, with its token counts. */
 export interface RecordUsageParams {
@@ -119,7 +126,7 @@ export interface UserBudget {
  *   recordUsage(tx, { userId, modelId, type: 'chat', inputTokens: 1234, outputTokens: 567, idempotencyKey: requestId }));
  * usage.cost; // '0.012207' at 0.003 / 0.015 per 1k tokens
  */
-export async function recordUsage(db: Tx, params: RecordUsageParams): Promise<UsageRow> {
+export async function recordUsage(db: TenantTx, params: RecordUsageParams): Promise<UsageRow> {
   const tenantId = tenantOf(db);
   const call = validateRecordUsage(params);
   for (let attempt = 1; ; attempt++) {
@@ -134,7 +141,7 @@ export async function recordUsage(db: Tx, params: RecordUsageParams): Promise<Us
     if (call.idempotencyKey !== null) {
       const existing = await db
         .selectFrom('usage')
-        .select(USAGE_COLUMNS)
+        .select(usageColumns)
         .where('tenantId', '=', tenantId)
         .where('idempotencyKey', '=', call.idempotencyKey)
         .executeTakeFirst();
@@ -159,7 +166,7 @@ export async function recordUsage(db: Tx, params: RecordUsageParams): Promise<Us
  *   costSummary(tx, { from: new Date('2025-01-01'), to: new Date('2025-02-01'), groupBy: 'day', by: 'model' }));
  * // [{ period: 2025-01-01T00:00:00.000Z, key: 3, cost: '1.25', inputTokens: 120000, outputTokens: 8000, calls: 42 }, ...]
  */
-export async function costSummary(db: Executor, params: CostSummaryParams): Promise<CostSummaryRow[]> {
+export async function costSummary(db: TenantTx, params: CostSummaryParams): Promise<CostSummaryRow[]> {
   const tenantId = tenantOf(db);
   const { from, to, groupBy, by } = validateCostSummary(params);
   // groupBy is one of three words (checked above): a literal, so that the select list and the
@@ -170,7 +177,7 @@ export async function costSummary(db: Executor, params: CostSummaryParams): Prom
     .selectFrom('usage')
     .select([
       period.as('period'),
-      sql<string>`trim_scale(sum(${sql.ref('usage.cost')}))`.as('cost'),
+      decimalText(sql<string>`sum(${sql.ref('usage.cost')})`).as('cost'),
       // pg returns int8 as text and PGlite as number: Number() below makes both a number.
       sql<string | number>`sum(${sql.ref('usage.inputTokens')})`.as('inputTokens'),
       sql<string | number>`sum(${sql.ref('usage.outputTokens')})`.as('outputTokens'),
@@ -195,12 +202,12 @@ export async function costSummary(db: Executor, params: CostSummaryParams): Prom
 }
 
 /** A user's budget and remaining budget (exact decimal text, null = unlimited); NotFoundError('user') when not in this tenant. */
-export async function getUserBudget(db: Executor, params: { userId: string }): Promise<UserBudget> {
+export async function getUserBudget(db: TenantTx, params: { userId: string }): Promise<UserBudget> {
   const tenantId = tenantOf(db);
   assertUuid('userId', params.userId);
   const row = await db
     .selectFrom('users')
-    .select([sql<string | null>`trim_scale(budget)`.as('budget'), sql<string | null>`trim_scale(remaining)`.as('remaining')])
+    .select((eb) => [decimalText(eb.ref('budget')).as('budget'), decimalText(eb.ref('remaining')).as('remaining')])
     .where('tenantId', '=', tenantId)
     .where('id', '=', params.userId)
     .executeTakeFirst();
@@ -288,7 +295,7 @@ interface ChargeOutcome {
 }
 
 /** Runs the charge statement once and reads what it did. */
-async function chargeOnce(db: Tx, tenantId: string, call: ValidCall): Promise<ChargeOutcome> {
+async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall): Promise<ChargeOutcome> {
   const shape = { agent: call.agentId !== null, message: call.messageId !== null };
   const { rows } = await chargeStatement(db, { ...call, tenantId }, shape).execute(db);
   const row = rows[0];
@@ -472,7 +479,7 @@ const chargeStatement = statementTemplate(
         'ins.outputTokens',
         'ins.cacheReadTokens',
         'ins.cacheWriteTokens',
-        'ins.cost as insertedCost',
+        decimalText(eb.ref('ins.cost')).as('insertedCost'),
         'ins.idempotencyKey',
         'ins.createdAt',
       ])

@@ -1,8 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { sql, type Selectable } from 'kysely';
+import { sql, type ExpressionBuilder, type Selectable } from 'kysely';
 import type { Executor } from '../db/create-db.ts';
+import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, ValidationError, sqlState } from '../db/errors.ts';
-import type { Users } from '../db/schema.generated.ts';
+import type { DB, Users } from '../db/schema.generated.ts';
+import { decimalText } from './decimal.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { assertInt, assertText, assertUuid, decimal } from './validate.ts';
 
@@ -19,9 +21,15 @@ export interface ApiKeyOwner {
   roleId: number;
 }
 
-const USER_COLUMNS = [
-  'id', 'email', 'firstName', 'lastName', 'status', 'roleId', 'budget', 'remaining', 'createdAt', 'updatedAt',
-] as const;
+/** The columns of a User, budget and remaining as canonical decimal text (see decimalText). */
+function userColumns(eb: ExpressionBuilder<DB, 'users'>) {
+  return [
+    'id', 'email', 'firstName', 'lastName', 'status', 'roleId',
+    decimalText(eb.ref('budget')).as('budget'),
+    decimalText(eb.ref('remaining')).as('remaining'),
+    'createdAt', 'updatedAt',
+  ] as const;
+}
 // Keys we generate are `sk_` + 43 base64url characters; TEST_API_KEY may be any 8..256 visible
 // ASCII characters. Anything else cannot be a key: no need to ask the database.
 const API_KEY = /^[\x21-\x7e]{8,256}$/;
@@ -50,7 +58,7 @@ export function generateApiKey(): string {
  *   createUser(tx, { email: 'ada@example.com', roleId: 3, budget: '25.00' }));
  */
 export async function createUser(
-  db: Executor,
+  db: TenantTx,
   params: { email: string; firstName?: string; lastName?: string; roleId: number; budget?: string | number },
 ): Promise<{ user: User; apiKey: string }> {
   const tenantId = tenantOf(db);
@@ -75,7 +83,7 @@ export async function createUser(
         budget,
         remaining: budget,
       })
-      .returning(USER_COLUMNS)
+      .returning(userColumns)
       .executeTakeFirstOrThrow();
     return { user, apiKey };
   } catch (error) {
@@ -87,19 +95,19 @@ export async function createUser(
 }
 
 /** The user with this id in the current tenant, or undefined. */
-export async function findUser(db: Executor, params: { userId: string }): Promise<User | undefined> {
+export async function findUser(db: TenantTx, params: { userId: string }): Promise<User | undefined> {
   const tenantId = tenantOf(db);
   assertUuid('userId', params.userId);
   return db
     .selectFrom('users')
-    .select(USER_COLUMNS)
+    .select(userColumns)
     .where('tenantId', '=', tenantId)
     .where('id', '=', params.userId)
     .executeTakeFirst();
 }
 
 /** The user with this id in the current tenant; NotFoundError('user', id) otherwise. */
-export async function getUser(db: Executor, params: { userId: string }): Promise<User> {
+export async function getUser(db: TenantTx, params: { userId: string }): Promise<User> {
   const user = await findUser(db, params);
   if (user === undefined) throw new NotFoundError('user', params.userId);
   return user;

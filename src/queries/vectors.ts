@@ -1,5 +1,5 @@
 import { sql, type RawBuilder } from 'kysely';
-import type { Executor } from '../db/create-db.ts';
+import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { vectorValue } from '../db/vector.ts';
@@ -63,7 +63,7 @@ export interface HybridChunk extends Omit<SimilarChunk, 'similarity'> {
  * await withTenant(db, tenantId, (tx) => addChunks(tx, { resourceId, chunks: [{ content, embedding }] }));
  */
 export async function addChunks(
-  db: Executor,
+  db: TenantTx,
   params: ChunkSource & { chunks: NewChunk[] },
 ): Promise<{ inserted: number }> {
   const tenantId = tenantOf(db);
@@ -119,7 +119,7 @@ export async function addChunks(
  * const hits = await withTenant(db, tenantId, (tx) => similaritySearch(tx, { embedding, k: 5, threshold: 0.75 }));
  */
 export async function similaritySearch(
-  db: Executor,
+  db: TenantTx,
   params: ChunkSource & { embedding: number[]; k?: number; threshold?: number },
 ): Promise<SimilarChunk[]> {
   const tenantId = tenantOf(db);
@@ -155,7 +155,7 @@ export async function similaritySearch(
  * it came from.
  */
 export async function hybridSearch(
-  db: Executor,
+  db: TenantTx,
   params: ChunkSource & { query: string; embedding: number[]; k?: number },
 ): Promise<HybridChunk[]> {
   const tenantId = tenantOf(db);
@@ -211,7 +211,7 @@ export async function hybridSearch(
  * may keep for a prepared statement after five executions) is costed for an average tenant, a few
  * rows, and is an exact scan; used for the biggest tenant it was 8× slower (bench: p50 16.3 vs 1.9 ms).
  */
-async function useIterativeIndexScan(db: Executor): Promise<void> {
+async function useIterativeIndexScan(db: TenantTx): Promise<void> {
   await sql`select set_config('hnsw.iterative_scan', 'relaxed_order', true),
                    set_config('hnsw.ef_search', ${String(DEFAULT_EF_SEARCH)}, true),
                    set_config('plan_cache_mode', 'force_custom_plan', true)`.execute(db);

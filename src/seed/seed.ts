@@ -120,7 +120,7 @@ export async function seed(db: Kysely<any>, options: SeedOptions = {}): Promise<
               : `no table ${SEED_LEDGER_TABLE}, the seed's ledger`;
         throw new SeedError(
           [],
-          `the schema is missing (${what}): run \`npm run migrate\` first. The seed loads data into the migrated tables; it creates none.`,
+          `the schema is missing (${what}): run \`npx database migrate\` first. The seed loads data into the migrated tables; it creates none.`,
         );
       }
 

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { closeDb, getDb } from '../../src/db/get-db.ts';
+import { closeDb, getDb } from '../../src/lifecycle/get-db.ts';
 
 // getDb() reads the process environment: point it at a fresh in-memory PGlite for each test.
 const saved = { ...process.env };

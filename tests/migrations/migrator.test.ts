@@ -37,10 +37,10 @@ async function tableExists(db: Kysely<any>, name: string): Promise<boolean> {
   return rows[0]!.present;
 }
 
-/** Runs `npm run migrate` as a child process against the test database. */
+/** Runs `npm run migrate` (`database migrate`) as a child process against the test database. */
 function migrateProcess(t: TestDb, args: string[] = [], extraEnv: Record<string, string> = {}) {
   return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn('node_modules/.bin/node', ['src/cli/migrate.ts', ...args], {
+    const child = spawn('node_modules/.bin/node', ['src/cli/database.ts', 'migrate', ...args], {
       env: { ...process.env, DATABASE_URL: t.url!, ...extraEnv },
     });
     let stdout = '';
@@ -191,6 +191,26 @@ describe('migrateDown and status', () => {
     expect(await tableExists(t.db, 'roles')).toBe(false);
   });
 
+  it('applies up to and including --to only, and nothing when it is already applied', async () => {
+    expect(await migrate(t.db, { to: ALL[1] })).toEqual(ALL.slice(0, 2));
+    expect(await migrate(t.db, { to: ALL[0] })).toEqual([]);
+    await expect(migrate(t.db, { to: '0099_no_such' })).rejects.toThrow(/--to 0099_no_such: no such migration/);
+    expect(await ledger(t.db)).toEqual(ALL.slice(0, 2));
+    expect(await migrate(t.db)).toEqual(ALL.slice(2));
+  });
+
+  it('asks confirm with the exact migrations it is about to revert, newest first, and reverts nothing on no', async () => {
+    await migrate(t.db);
+    const asked: string[][] = [];
+    const no = async (names: string[]) => (asked.push(names), false);
+    expect(await migrateDown(t.db, { to: ALL[4] }, { confirm: no })).toEqual([]);
+    expect(await migrateDown(t.db, { to: 0 }, { confirm: no })).toEqual([]);
+    expect(asked).toEqual([ALL.slice(4).reverse(), [...ALL].reverse()]);
+    expect(await ledger(t.db)).toEqual(ALL);
+    expect(await tableExists(t.db, 'roles')).toBe(true);
+    expect(await migrateDown(t.db, {}, { confirm: (names) => names.length === 1 })).toEqual([ALL.at(-1)]);
+  });
+
   it('refuses --to a migration that does not exist or is not applied', async () => {
     await migrate(t.db);
     await expect(migrateDown(t.db, { to: '0099_no_such' })).rejects.toThrow(/no such migration/);
@@ -218,10 +238,53 @@ describe('migration files', () => {
     expect(() => createMigrationFiles('Add Users', { migrationsDir: copy.dir })).toThrow(/snake_case/);
   });
 
-  it('refuses a migration without its down file', () => {
+  it('create refuses a name that is taken, under any number, and writes nothing', () => {
+    const before = readdirSync(copy.dir).sort();
+    expect(() => createMigrationFiles('create_vectors', { migrationsDir: copy.dir })).toThrow(
+      /migration name create_vectors is taken: .*0004_create_vectors\.up\.sql exists/,
+    );
+    expect(readdirSync(copy.dir).sort()).toEqual(before);
+    createMigrationFiles('add_users_locale', { migrationsDir: copy.dir });
+    expect(() => createMigrationFiles('add_users_locale', { migrationsDir: copy.dir })).toThrow(/add_users_locale is taken/);
+    expect(readdirSync(copy.dir)).toHaveLength(before.length + 2);
+  });
+
+  it('refuses a down file without its up file', () => {
     copy.add('0900_add_x', 'select 1;');
-    rmSync(join(copy.dir, '0900_add_x.down.sql'));
-    expect(() => readMigrationFiles(copy.dir)).toThrow(/0900_add_x has no down file/);
+    rmSync(join(copy.dir, '0900_add_x.up.sql'));
+    expect(() => readMigrationFiles(copy.dir)).toThrow(/0900_add_x has no up file/);
+  });
+});
+
+describe('a migration without its down file', () => {
+  beforeEach(() => {
+    copy.add('0900_add_users_locale', 'alter table users add column locale text;\n');
+    rmSync(join(copy.dir, '0900_add_users_locale.down.sql'));
+  });
+
+  it('is listed by status, applied like any other, and flagged as having no down file', async () => {
+    expect(readMigrationFiles(copy.dir).at(-1)).toMatchObject({ name: '0900_add_users_locale', hasDownFile: false });
+    expect((await migrationStatus(t.db, { migrationsDir: copy.dir })).at(-1)).toMatchObject({
+      name: '0900_add_users_locale',
+      state: 'pending',
+      downFileMissing: true,
+    });
+    expect(await migrate(t.db, { migrationsDir: copy.dir })).toEqual([...ALL, '0900_add_users_locale']);
+    const status = await migrationStatus(t.db, { migrationsDir: copy.dir });
+    expect(status.map((s) => [s.name, s.state, s.downFileMissing])).toEqual([
+      ...ALL.map((name) => [name, 'applied', false]),
+      ['0900_add_users_locale', 'applied', true],
+    ]);
+  });
+
+  it('cannot be reverted: down refuses, naming the missing file, and reverts nothing', async () => {
+    await migrate(t.db, { migrationsDir: copy.dir });
+    for (const target of [{}, { to: ALL[3]! }, { to: 0 as const }]) {
+      const attempt = migrateDown(t.db, target, { migrationsDir: copy.dir });
+      await expect(attempt).rejects.toBeInstanceOf(MigrationError);
+      await expect(attempt).rejects.toThrow(/cannot revert 0900_add_users_locale \(.*0900_add_users_locale\.down\.sql is missing\); nothing was reverted/);
+    }
+    expect(await ledger(t.db)).toEqual([...ALL, '0900_add_users_locale']);
   });
 });
 
@@ -237,12 +300,16 @@ describe('npm run migrate', () => {
     expect(await ledger(t.db)).toEqual(ALL);
   });
 
-  it.runIf(onServer)('status lists every migration, down reverts one', async () => {
+  it.runIf(onServer)('status lists every migration; down refuses without a terminal, reverts one with --yes', async () => {
     expect((await migrateProcess(t)).code).toBe(0);
     const status = await migrateProcess(t, ['status']);
     expect(status.code).toBe(0);
     for (const name of ALL) expect(status.stdout).toMatch(new RegExp(`applied\\s+${name}\\s+[0-9a-f]{12}`));
-    const down = await migrateProcess(t, ['down']);
+    const refused = await migrateProcess(t, ['down']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/refusing without a terminal to confirm: nothing was reverted/);
+    expect(await ledger(t.db)).toEqual(ALL);
+    const down = await migrateProcess(t, ['down', '--yes']);
     expect(down).toMatchObject({ code: 0 });
     expect(down.stdout).toContain(`reverted ${ALL.at(-1)}`);
   });

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Tx } from '../../src/db/create-db.ts';
+import type { TenantTx } from '../../src/db/tenant-tx.ts';
 import { NotFoundError, TenantContextError, ValidationError } from '../../src/db/errors.ts';
 import type { DB } from '../../src/db/schema.generated.ts';
 import { withTenant } from '../../src/db/tenant.ts';
+import { createUser } from '../../src/queries/users.ts';
 import { createAgent, getAgent, listAgentsForUser, resolveAgent, shareAgent, type Agent } from '../../src/queries/agents.ts';
 import {
   insertAgentCatalog,
@@ -13,6 +14,7 @@ import {
   type AgentCatalog,
 } from '../support/agent-fixtures.ts';
 import { QueryRecorder } from '../support/query-recorder.ts';
+import { encodeCursor, type Page } from '../../src/queries/cursor.ts';
 import { openTestDb, type TestDb } from '../support/test-db.ts';
 
 let t: TestDb;
@@ -31,8 +33,8 @@ beforeAll(async () => {
 });
 afterAll(() => t?.close());
 
-const inA = <T>(fn: (tx: Tx) => Promise<T>) => withTenant(t.db, a.tenantId, fn);
-const inB = <T>(fn: (tx: Tx) => Promise<T>) => withTenant(t.db, b.tenantId, fn);
+const inA = <T>(fn: (tx: TenantTx) => Promise<T>) => withTenant(t.db, a.tenantId, fn);
+const inB = <T>(fn: (tx: TenantTx) => Promise<T>) => withTenant(t.db, b.tenantId, fn);
 
 /** Every agent, agent_tools and user_agents row, read as the owner: to prove that nothing changed. */
 async function snapshot() {
@@ -180,7 +182,7 @@ describe('listAgentsForUser', () => {
   let erin: string;
   const ids: Record<string, string> = {};
   let otherTenantIds: string[];
-  const inC = <T>(fn: (tx: Tx) => Promise<T>) => withTenant(t.db, c.tenantId, fn);
+  const inC = <T>(fn: (tx: TenantTx) => Promise<T>) => withTenant(t.db, c.tenantId, fn);
 
   beforeAll(async () => {
     c = await insertTenantWithUsers(t.db, cat.roleId, 'tenant-c');
@@ -207,32 +209,96 @@ describe('listAgentsForUser', () => {
     ]);
   });
 
-  const byNameThenId = (x: Agent, y: Agent) => (x.name < y.name ? -1 : x.name > y.name ? 1 : x.id < y.id ? -1 : x.id > y.id ? 1 : 0);
+  /** The keyset order: created_at descending, then id descending (agents made in one transaction share created_at). */
+  const newestFirst = (x: Agent, y: Agent) =>
+    y.createdAt.getTime() - x.createdAt.getTime() || (x.id < y.id ? 1 : x.id > y.id ? -1 : 0);
 
-  it('returns the global, tenant-wide, own and shared agents, each once, ordered by name then id, in one statement', async () => {
-    const list = await withTenant(counted, c.tenantId, async (tx) => {
+  /** Every page of the user's list, walked with `limit`. */
+  async function walk(userId: string, limit: number): Promise<{ pages: Agent[][]; cursors: (string | null)[] }> {
+    const pages: Agent[][] = [];
+    const cursors: (string | null)[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: Page<Agent> = await inC((tx) => listAgentsForUser(tx, { userId, limit, cursor }));
+      pages.push(page.items);
+      cursors.push(page.nextCursor);
+      cursor = page.nextCursor;
+    } while (cursor !== null && pages.length < 100);
+    return { pages, cursors };
+  }
+
+  it('returns the global, tenant-wide, own and shared agents, each once, newest first (then by id), in one statement', async () => {
+    const page = await withTenant(counted, c.tenantId, async (tx) => {
       counter.reset();
       const agents = await listAgentsForUser(tx, { userId: dave });
       expect(counter.count).toBe(1);
       return agents;
     });
-    const teams = [ids.team1!, ids.team2!].sort();
-    expect(list.map((x) => x.id)).toEqual([ids.daveOwn, ids.erinShared, cat.plainGlobalAgentId, cat.globalAgentId, ...teams]);
-    expect(list.map((x) => x.name)).toEqual(['Alpha (dave)', 'Beta (erin, shared)', 'FedPulse', 'Standard Chat', 'Team helper', 'Team helper']);
-    expect([...list].sort(byNameThenId)).toEqual(list);
-    expect(list.find((x) => x.id === ids.daveOwn)).toMatchObject({ tenantId: c.tenantId, userId: dave, modelParameters: {} });
+    // Tenant c's agents were made in one transaction (one created_at): by id, descending. The
+    // global ones are older, FedPulse inserted after Standard Chat.
+    const tenantC = [ids.team1!, ids.team2!, ids.daveOwn!, ids.erinShared!].sort().reverse();
+    expect(page.items.map((x) => x.id)).toEqual([...tenantC, cat.plainGlobalAgentId, cat.globalAgentId]);
+    expect(page.nextCursor).toBeNull();
+    expect([...page.items].sort(newestFirst)).toEqual(page.items);
+    expect(page.items.find((x) => x.id === ids.daveOwn)).toMatchObject({ tenantId: c.tenantId, userId: dave, modelParameters: {} });
+  });
+
+  it('a walk over pages returns every agent exactly once, in order, also across agents with the same created_at', async () => {
+    const all = (await inC((tx) => listAgentsForUser(tx, { userId: dave }))).items;
+    expect(all).toHaveLength(6);
+    for (const limit of [1, 2, 4, 5, 6]) {
+      const { pages, cursors } = await walk(dave, limit);
+      expect(pages.flat()).toEqual(all);
+      expect(pages.map((p) => p.length)).toEqual(Array.from({ length: Math.ceil(6 / limit) }, (_, i) => Math.min(limit, 6 - i * limit)));
+      // A cursor only when there is a further row: a full last page ends the walk without an empty page.
+      expect(cursors.at(-1)).toBeNull();
+      expect(cursors.slice(0, -1).every((cursor) => typeof cursor === 'string')).toBe(true);
+    }
+  });
+
+  it('an agent created during a walk sorts above the cursor: not in this walk, first in the next', async () => {
+    // A user of its own, so that the agent added here changes no other test's list.
+    const frank = (await inC((tx) => createUser(tx, { email: 'frank@example.com', roleId: cat.roleId }))).user.id;
+    const first = await inC((tx) => listAgentsForUser(tx, { userId: frank, limit: 2 }));
+    const added = await inC((tx) => createAgent(tx, { name: 'Added mid-walk', modelId: cat.modelId, userId: frank }));
+    const rest: Agent[] = [];
+    let cursor = first.nextCursor;
+    expect(cursor).not.toBeNull();
+    while (cursor !== null) {
+      const page: Page<Agent> = await inC((tx) => listAgentsForUser(tx, { userId: frank, limit: 2, cursor }));
+      rest.push(...page.items);
+      cursor = page.nextCursor;
+    }
+    const walked = [...first.items, ...rest].map((x) => x.id);
+    // Global and tenant-wide agents: team1, team2, FedPulse, Standard Chat.
+    expect(walked).toHaveLength(4);
+    expect(walked).not.toContain(added.id);
+    expect((await inC((tx) => listAgentsForUser(tx, { userId: frank, limit: 1 }))).items.map((x) => x.id)).toEqual([added.id]);
+  });
+
+  it('limit is 1..200 (default 50); a cursor of another user, another list or garbage is ValidationError("cursor")', async () => {
+    await expect(inC((tx) => listAgentsForUser(tx, { userId: dave, limit: 0 }))).rejects.toMatchObject({ name: 'ValidationError', field: 'limit' });
+    await expect(inC((tx) => listAgentsForUser(tx, { userId: dave, limit: 201 }))).rejects.toMatchObject({ name: 'ValidationError', field: 'limit' });
+    expect((await inC((tx) => listAgentsForUser(tx, { userId: dave, limit: 200 }))).items).toHaveLength(6);
+    const davesCursor = (await inC((tx) => listAgentsForUser(tx, { userId: dave, limit: 1 }))).nextCursor;
+    expect(davesCursor).not.toBeNull();
+    await expect(inC((tx) => listAgentsForUser(tx, { userId: erin, cursor: davesCursor }))).rejects.toMatchObject({ name: 'ValidationError', field: 'cursor' });
+    await expect(inB((tx) => listAgentsForUser(tx, { userId: dave, cursor: davesCursor }))).rejects.toMatchObject({ name: 'ValidationError', field: 'cursor' });
+    await expect(inC((tx) => listAgentsForUser(tx, { userId: dave, cursor: 'garbage' }))).rejects.toMatchObject({ name: 'ValidationError', field: 'cursor' });
+    const resourcesCursor = encodeCursor({ list: 'resources', tenantId: c.tenantId, scope: dave }, { at: '2025-01-01T00:00:00.000000Z', id: randomUUID() });
+    await expect(inC((tx) => listAgentsForUser(tx, { userId: dave, cursor: resourcesCursor }))).rejects.toMatchObject({ name: 'ValidationError', field: 'cursor' });
   });
 
   it("leaves out other users' private agents of the tenant and every agent of other tenants", async () => {
-    const forErin = await inC((tx) => listAgentsForUser(tx, { userId: erin }));
-    expect(forErin.map((x) => x.name)).toEqual(['Beta (erin, shared)', 'FedPulse', 'Gamma (erin private)', 'Standard Chat', 'Team helper', 'Team helper']);
-    const forDave = await inC((tx) => listAgentsForUser(tx, { userId: dave }));
+    const forErin = (await inC((tx) => listAgentsForUser(tx, { userId: erin }))).items;
+    expect(forErin.map((x) => x.name).sort()).toEqual(['Beta (erin, shared)', 'FedPulse', 'Gamma (erin private)', 'Standard Chat', 'Team helper', 'Team helper']);
+    const forDave = (await inC((tx) => listAgentsForUser(tx, { userId: dave }))).items;
     expect(forDave.map((x) => x.id)).not.toContain(ids.erinPrivate);
     for (const id of otherTenantIds) {
       expect(forDave.map((x) => x.id)).not.toContain(id);
       expect(forErin.map((x) => x.id)).not.toContain(id);
     }
-    const forCarol = (await inB((tx) => listAgentsForUser(tx, { userId: b.userId }))).map((x) => x.id);
+    const forCarol = (await inB((tx) => listAgentsForUser(tx, { userId: b.userId }))).items.map((x) => x.id);
     expect(forCarol).toEqual(expect.arrayContaining([...otherTenantIds, cat.globalAgentId, cat.plainGlobalAgentId]));
     for (const id of Object.values(ids)) expect(forCarol).not.toContain(id);
   });
@@ -257,7 +323,7 @@ describe('shareAgent', () => {
     expect(promoted).toMatchObject({ id: first.id, role: 'editor', createdAt: first.createdAt });
     const rows = await t.db.selectFrom('userAgents').select(['id', 'tenantId', 'role']).where('agentId', '=', agent.id).execute();
     expect(rows).toEqual([{ id: first.id, tenantId: a.tenantId, role: 'editor' }]);
-    expect((await inA((tx) => listAgentsForUser(tx, { userId: a.userId }))).map((x) => x.id)).toContain(agent.id);
+    expect((await inA((tx) => listAgentsForUser(tx, { userId: a.userId }))).items.map((x) => x.id)).toContain(agent.id);
   });
 
   it('shares a global agent too', async () => {
@@ -375,7 +441,7 @@ describe('the tenant wall', () => {
       expect(await tx.selectFrom('userAgents').select('id').where('agentId', '=', theirs.id).execute()).toEqual([]);
       expect((await tx.updateTable('agents').set({ name: 'hijacked' }).where('id', '=', theirs.id).executeTakeFirst()).numUpdatedRows).toBe(0n);
       expect((await tx.deleteFrom('agentTools').where('agentId', '=', theirs.id).executeTakeFirst()).numDeletedRows).toBe(0n);
-      expect((await listAgentsForUser(tx, { userId: a.userId })).map((x) => x.id)).not.toContain(theirs.id);
+      expect((await listAgentsForUser(tx, { userId: a.userId })).items.map((x) => x.id)).not.toContain(theirs.id);
     });
     expect(await snapshot()).toEqual(before);
     expect((await inB((tx) => resolveAgent(tx, { agentId: theirs.id }))).tools.map((x) => x.name)).toEqual(['search']);
@@ -384,15 +450,21 @@ describe('the tenant wall', () => {
   it('outside withTenant every function throws TenantContextError, before any SQL', async () => {
     counter.reset();
     const attempts = [
+      // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
       createAgent(counted, { name: 'x', modelId: cat.modelId }),
+      // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
       getAgent(counted, { agentId: cat.globalAgentId }),
+      // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
       listAgentsForUser(counted, { userId: a.userId }),
+      // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
       shareAgent(counted, { agentId: cat.globalAgentId, userId: a.userId, role: 'viewer' }),
+      // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
       resolveAgent(counted, { agentId: cat.globalAgentId }),
     ];
     for (const attempt of attempts) await expect(attempt).rejects.toBeInstanceOf(TenantContextError);
     expect(counter.count).toBe(0);
     // A transaction that withTenant did not open is no tenant context either.
+    // @ts-expect-error a plain Transaction is not a TenantTx (and throws TenantContextError at run time)
     await expect(t.db.transaction().execute((tx) => getAgent(tx, { agentId: cat.globalAgentId }))).rejects.toBeInstanceOf(TenantContextError);
   });
 });

@@ -46,6 +46,7 @@ describe('can', () => {
   });
 
   it('needs a tenant context and valid input', async () => {
+    // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
     await expect(can(t.db, { userId: admin.userId, resource: 'users', action: 'manage' })).rejects.toBeInstanceOf(TenantContextError);
     await expect(withTenant(t.db, admin.tenantId, (tx) => can(tx, { userId: 'x', resource: 'users', action: 'manage' }))).rejects.toMatchObject({ field: 'userId' });
   });

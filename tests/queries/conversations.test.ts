@@ -453,16 +453,24 @@ describe('outside withTenant', () => {
   it('every function throws TenantContextError', async () => {
     const id = randomUUID();
     const calls: (() => Promise<unknown>)[] = [
+      // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
       () => createConversation(t.db, { userId: w.a.userId, agentId: w.globalAgentId }),
+      // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
       () => getConversation(t.db, { conversationId: id }),
+      // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
       () => listConversations(t.db, { userId: w.a.userId }),
+      // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
       () => renameConversation(t.db, { conversationId: id, title: 'x' }),
+      // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
       () => softDeleteConversation(t.db, { conversationId: id }),
+      // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
       () => restoreConversation(t.db, { conversationId: id }),
+      // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
       () => purgeDeletedConversations(t.db, { olderThan: new Date() }),
     ];
     for (const call of calls) await expect(call()).rejects.toBeInstanceOf(TenantContextError);
     // Not even a transaction of its own is enough: the tenant comes from withTenant.
+    // @ts-expect-error a plain Transaction is not a TenantTx (and throws TenantContextError at run time)
     await expect(t.db.transaction().execute((tx) => getConversation(tx, { conversationId: id }))).rejects.toBeInstanceOf(TenantContextError);
   });
 });

@@ -357,11 +357,15 @@ describe('outside withTenant', () => {
   it('every function throws TenantContextError', async () => {
     const id = randomUUID();
     const calls: (() => Promise<unknown>)[] = [
+      // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
       () => appendMessage(t.db, { conversationId: id, role: 'user', content: { text: 'x' } }),
+      // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
       () => listMessages(t.db, { conversationId: id }),
+      // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
       () => getThread(t.db, { messageId: id }),
     ];
     for (const call of calls) await expect(call()).rejects.toBeInstanceOf(TenantContextError);
+    // @ts-expect-error a plain Transaction is not a TenantTx (and throws TenantContextError at run time)
     await expect(t.db.transaction().execute((tx) => listMessages(tx, { conversationId: id }))).rejects.toBeInstanceOf(TenantContextError);
   });
 });

@@ -17,7 +17,8 @@ beforeAll(async () => {
   await t.db
     .insertInto('models')
     .values([
-      { providerId: bedrock!.id, name: 'Claude Sonnet', internalName: 'sonnet', type: 'chat', cost1kInput: '0.003', cost1kOutput: '0.015', cost1kCacheRead: '0.0003' },
+      // Prices written with trailing zeros: the API returns them without (one decimal text everywhere).
+      { providerId: bedrock!.id, name: 'Claude Sonnet', internalName: 'sonnet', type: 'chat', cost1kInput: '0.0030', cost1kOutput: '0.015000', cost1kCacheRead: '0.00030', cost1kCacheWrite: '0.000' },
       { providerId: bedrock!.id, name: 'Titan Embed', internalName: 'titan-embed', type: 'embedding', cost1kInput: '0.00002' },
       { providerId: mock!.id, name: 'Mock', internalName: 'mock-model', type: 'chat', defaultParameters: JSON.stringify({ temperature: 0 }) },
     ])
@@ -45,7 +46,9 @@ describe('listModels', () => {
 
 describe('getModelByInternalName', () => {
   it('finds a model by its internal name, or throws NotFoundError', async () => {
-    expect(await withTenant(t.db, tenantId, (tx) => getModelByInternalName(tx, 'sonnet'))).toMatchObject({ name: 'Claude Sonnet', providerName: 'bedrock' });
+    expect(await withTenant(t.db, tenantId, (tx) => getModelByInternalName(tx, 'sonnet'))).toMatchObject({
+      name: 'Claude Sonnet', providerName: 'bedrock', cost1kInput: '0.003', cost1kOutput: '0.015', cost1kCacheRead: '0.0003', cost1kCacheWrite: '0',
+    });
     await expect(getModelByInternalName(t.db, 'gpt-99')).rejects.toThrow(new NotFoundError('model', 'gpt-99'));
   });
 });

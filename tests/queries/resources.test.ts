@@ -1,13 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Tx } from '../../src/db/create-db.ts';
+import type { TenantTx } from '../../src/db/tenant-tx.ts';
 import { NotFoundError, TenantContextError, ValidationError } from '../../src/db/errors.ts';
 import type { DB } from '../../src/db/schema.generated.ts';
 import { withTenant } from '../../src/db/tenant.ts';
 import { createAgent } from '../../src/queries/agents.ts';
 import { createResource, getResource, listResources, type Resource } from '../../src/queries/resources.ts';
 import { insertAgentCatalog, insertTenantWithUsers, type AgentCatalog } from '../support/agent-fixtures.ts';
+import type { Page } from '../../src/queries/cursor.ts';
 import { QueryRecorder } from '../support/query-recorder.ts';
 import { openTestDb, type TestDb } from '../support/test-db.ts';
 
@@ -47,8 +48,8 @@ beforeAll(async () => {
 });
 afterAll(() => t?.close());
 
-const inA = <T>(fn: (tx: Tx) => Promise<T>) => withTenant(t.db, a.tenantId, fn);
-const inB = <T>(fn: (tx: Tx) => Promise<T>) => withTenant(t.db, b.tenantId, fn);
+const inA = <T>(fn: (tx: TenantTx) => Promise<T>) => withTenant(t.db, a.tenantId, fn);
+const inB = <T>(fn: (tx: TenantTx) => Promise<T>) => withTenant(t.db, b.tenantId, fn);
 
 /** Every resource row, read as the owner: to prove that nothing changed. */
 function snapshot() {
@@ -148,7 +149,7 @@ describe('listResources', () => {
   // A tenant of its own, with rows inserted as the owner at given times, so the order is known.
   let c: TenantFixture;
   const names: Record<string, string> = {};
-  const inC = <T>(fn: (tx: Tx) => Promise<T>) => withTenant(t.db, c.tenantId, fn);
+  const inC = <T>(fn: (tx: TenantTx) => Promise<T>) => withTenant(t.db, c.tenantId, fn);
 
   beforeAll(async () => {
     c = await insertTenantFixture('tenant-c');
@@ -168,43 +169,82 @@ describe('listResources', () => {
   });
 
   /** The names of listed resources, in the order listed. */
-  function namesOf(list: Resource[]): string[] {
-    return list.map((r) => names[r.id] ?? r.id);
+  function namesOf(page: Page<Resource>): string[] {
+    return page.items.map((r) => names[r.id] ?? r.id);
   }
   /** The two rows with equal created_at, in the expected order: by id, descending. */
   const tieOrder = () => {
     const [t1, t2] = Object.entries(names).filter(([, n]) => n.startsWith('tie-')).map(([id, n]) => ({ id, n }));
     return t1!.id > t2!.id ? [t1!.n, t2!.n] : [t2!.n, t1!.n];
   };
+  /** Every page of a list with these filters, walked with `limit`: the names per page, and the last cursor. */
+  async function walk(filters: { agentId?: string; messageId?: string }, limit: number): Promise<{ pages: string[][]; last: string | null }> {
+    const pages: string[][] = [];
+    let cursor: string | null = null;
+    let last: string | null = null;
+    do {
+      const page: Page<Resource> = await inC((tx) => listResources(tx, { ...filters, limit, cursor }));
+      pages.push(namesOf(page));
+      last = page.nextCursor;
+      cursor = page.nextCursor;
+    } while (cursor !== null && pages.length < 100);
+    return { pages, last };
+  }
 
   it("lists the tenant's resources newest first, then by id, in one statement with explicit columns", async () => {
-    const list = await withTenant(counted, c.tenantId, async (tx) => {
+    const page = await withTenant(counted, c.tenantId, async (tx) => {
       counter.reset();
       const l = await listResources(tx);
       expect(counter.count).toBe(1);
       return l;
     });
-    expect(namesOf(list)).toEqual(['newest', ...tieOrder(), 'middle', 'oldest']);
-    expect(Object.keys(list[0]!).sort()).toEqual(['agentId', 'content', 'createdAt', 'id', 'messageId', 'metadata', 'name', 's3Uri', 'type', 'updatedAt']);
+    expect(namesOf(page)).toEqual(['newest', ...tieOrder(), 'middle', 'oldest']);
+    expect(page.nextCursor).toBeNull();
+    expect(Object.keys(page.items[0]!).sort()).toEqual(['agentId', 'content', 'createdAt', 'id', 'messageId', 'metadata', 'name', 's3Uri', 'type', 'updatedAt']);
   });
 
-  it('filters by agent, by message, by both, and limits', async () => {
+  it('filters by agent, by message, by both; limit is 1..200', async () => {
     expect(namesOf(await inC((tx) => listResources(tx, { agentId: c.agentId })))).toEqual([...tieOrder(), 'oldest']);
     expect(namesOf(await inC((tx) => listResources(tx, { messageId: c.messageId })))).toEqual(['tie-1', 'middle']);
     expect(namesOf(await inC((tx) => listResources(tx, { agentId: c.agentId, messageId: c.messageId })))).toEqual(['tie-1']);
     expect(namesOf(await inC((tx) => listResources(tx, { limit: 2 })))).toEqual(['newest', tieOrder()[0]]);
+    expect(namesOf(await inC((tx) => listResources(tx, { limit: 200 })))).toHaveLength(5);
     await expect(inC((tx) => listResources(tx, { limit: 0 }))).rejects.toMatchObject({ name: 'ValidationError', field: 'limit' });
     await expect(inC((tx) => listResources(tx, { limit: 201 }))).rejects.toMatchObject({ name: 'ValidationError', field: 'limit' });
     await expect(inC((tx) => listResources(tx, { agentId: 'x' }))).rejects.toMatchObject({ name: 'ValidationError', field: 'agentId' });
     await expect(inC((tx) => listResources(tx, { messageId: 'x' }))).rejects.toMatchObject({ name: 'ValidationError', field: 'messageId' });
   });
 
-  it("never shows another tenant's resources: filtering by their agent or message gives []", async () => {
+  it('a walk over pages returns every resource exactly once, in order: across equal created_at and microseconds', async () => {
+    const all = ['newest', ...tieOrder(), 'middle', 'oldest'];
+    for (const limit of [1, 2, 3, 5]) {
+      const { pages, last } = await walk({}, limit);
+      expect(pages.flat()).toEqual(all);
+      expect(pages.every((p) => p.length > 0)).toBe(true);
+      expect(last).toBeNull();
+    }
+    // 'oldest' was created at .000001 s: a cursor cut to milliseconds would skip or repeat it.
+    expect((await walk({ agentId: c.agentId }, 1)).pages.flat()).toEqual([...tieOrder(), 'oldest']);
+    expect((await walk({ messageId: c.messageId }, 1)).pages.flat()).toEqual(['tie-1', 'middle']);
+  });
+
+  it('a cursor is only valid for the filters and tenant it was made for', async () => {
+    const cursor = (await inC((tx) => listResources(tx, { agentId: c.agentId, limit: 1 }))).nextCursor;
+    expect(cursor).not.toBeNull();
+    expect(namesOf(await inC((tx) => listResources(tx, { agentId: c.agentId, cursor })))).toEqual([tieOrder()[1], 'oldest']);
+    for (const other of [{}, { messageId: c.messageId }, { agentId: c.agentId, messageId: c.messageId }, { agentId: b.agentId }]) {
+      await expect(inC((tx) => listResources(tx, { ...other, cursor }))).rejects.toMatchObject({ name: 'ValidationError', field: 'cursor' });
+    }
+    await expect(inB((tx) => listResources(tx, { agentId: c.agentId, cursor }))).rejects.toMatchObject({ name: 'ValidationError', field: 'cursor' });
+    await expect(inC((tx) => listResources(tx, { cursor: 'not-a-cursor' }))).rejects.toMatchObject({ name: 'ValidationError', field: 'cursor' });
+  });
+
+  it("never shows another tenant's resources: filtering by their agent or message gives no items", async () => {
     const bResource = await inB((tx) => createResource(tx, { name: 'B only', type: 'text', agentId: b.agentId, messageId: b.messageId }));
-    expect(await inC((tx) => listResources(tx, { agentId: b.agentId }))).toEqual([]);
-    expect(await inC((tx) => listResources(tx, { messageId: b.messageId }))).toEqual([]);
-    expect((await inC((tx) => listResources(tx))).map((r) => r.id)).not.toContain(bResource.id);
-    const seenByB = (await inB((tx) => listResources(tx, { limit: 200 }))).map((r) => r.id);
+    expect(await inC((tx) => listResources(tx, { agentId: b.agentId }))).toEqual({ items: [], nextCursor: null });
+    expect(await inC((tx) => listResources(tx, { messageId: b.messageId }))).toEqual({ items: [], nextCursor: null });
+    expect((await inC((tx) => listResources(tx))).items.map((r) => r.id)).not.toContain(bResource.id);
+    const seenByB = (await inB((tx) => listResources(tx, { limit: 200 }))).items.map((r) => r.id);
     expect(seenByB).toContain(bResource.id);
     for (const id of Object.keys(names)) expect(seenByB).not.toContain(id);
   });
@@ -225,8 +265,11 @@ describe('the tenant wall', () => {
 
   it('outside withTenant every function throws TenantContextError, before any SQL', async () => {
     counter.reset();
+    // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
     await expect(createResource(counted, { name: 'x', type: 'text' })).rejects.toBeInstanceOf(TenantContextError);
+    // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
     await expect(getResource(counted, { resourceId: randomUUID() })).rejects.toBeInstanceOf(TenantContextError);
+    // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
     await expect(listResources(counted)).rejects.toBeInstanceOf(TenantContextError);
     expect(counter.count).toBe(0);
   });

@@ -41,6 +41,7 @@ describe('getCurrentTenant', () => {
   });
 
   it('needs a tenant context', async () => {
+    // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
     await expect(getCurrentTenant(t.db)).rejects.toBeInstanceOf(TenantContextError);
   });
 });

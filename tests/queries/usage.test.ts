@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { CompiledQuery, sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BudgetExceededError, NotFoundError, TenantContextError, ValidationError } from '../../src/db/errors.ts';
-import type { Tx } from '../../src/db/create-db.ts';
+import type { TenantTx } from '../../src/db/tenant-tx.ts';
 import type { DB } from '../../src/db/schema.generated.ts';
 import { withTenant } from '../../src/db/tenant.ts';
 import { costSummary, getUserBudget, recordUsage, type CostSummaryRow, type RecordUsageParams } from '../../src/queries/usage.ts';
@@ -219,6 +219,22 @@ describe('recordUsage', () => {
     expect((await usageOf(t.db, userId)).map((u) => u.idempotencyKey)).toEqual([key, null]);
   });
 
+  it('returns costs as decimal text without trailing zeros, also a repeat that reads a row stored with them', async () => {
+    const userId = await insertUser(t.db, a.tenantId, roleId, '5.000');
+    const trailing = await insertModel(t.db, { input: '0.1000', output: '0.20' });
+    const usage = await withTenant(t.db, a.tenantId, (tx) => recordUsage(tx, { userId, modelId: trailing, type: 'chat', inputTokens: 1000, outputTokens: 500 }));
+    expect(usage.cost).toBe('0.2');
+    // A row written by another path (as the owner) with trailing zeros: the repeat reads it.
+    const key = `stored-${randomUUID()}`;
+    await insertUsageRows(t.db, [{ tenantId: a.tenantId, userId, modelId: dime, type: 'chat', cost: '0.1000', idempotencyKey: key, inputTokens: 1000, outputTokens: 0 }]);
+    const repeat = await withTenant(t.db, a.tenantId, (tx) => recordUsage(tx, dimeCall(userId, { idempotencyKey: key })));
+    expect(repeat).toMatchObject({ cost: '0.1', idempotencyKey: key });
+    await expect(withTenant(t.db, a.tenantId, (tx) => getUserBudget(tx, { userId }))).resolves.toEqual({ budget: '5', remaining: '4.8' });
+    await expect(withTenant(t.db, a.tenantId, (tx) => recordUsage(tx, { userId, modelId: trailing, type: 'chat', inputTokens: 50_000, outputTokens: 0 }))).rejects.toMatchObject({
+      name: 'BudgetExceededError', cost: '5', remaining: '4.8',
+    });
+  });
+
   it('an idempotency key is per tenant: the same key in another tenant is another charge', async () => {
     const key = `shared-${randomUUID()}`;
     const inA = await withTenant(t.db, a.tenantId, (tx) => recordUsage(tx, dimeCall(a.userId, { idempotencyKey: key })));
@@ -244,7 +260,7 @@ describe('recordUsage', () => {
     const before = await countUsage();
     const aRemaining = await remainingOf(t.db, a.userId);
 
-    const asA = <T>(fn: (tx: Tx) => Promise<T>) => withTenant(t.db, a.tenantId, fn);
+    const asA = <T>(fn: (tx: TenantTx) => Promise<T>) => withTenant(t.db, a.tenantId, fn);
     await expect(asA((tx) => recordUsage(tx, dimeCall(victim)))).rejects.toMatchObject({ name: 'NotFoundError', entity: 'user', id: victim });
     await expect(asA((tx) => recordUsage(tx, dimeCall(randomUUID())))).rejects.toBeInstanceOf(NotFoundError);
     await expect(asA((tx) => recordUsage(tx, { ...dimeCall(a.userId), modelId: 2_000_000_000 }))).rejects.toMatchObject({
@@ -262,8 +278,11 @@ describe('recordUsage', () => {
   });
 
   it('outside withTenant throws TenantContextError', async () => {
+    // @ts-expect-error a plain Transaction is not a TenantTx (and throws TenantContextError at run time)
     await expect(t.db.transaction().execute((tx) => recordUsage(tx, dimeCall(a.userId)))).rejects.toBeInstanceOf(TenantContextError);
+    // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
     await expect(costSummary(t.db, { from: new Date(0), to: new Date(), groupBy: 'day' })).rejects.toBeInstanceOf(TenantContextError);
+    // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
     await expect(getUserBudget(t.db, { userId: a.userId })).rejects.toBeInstanceOf(TenantContextError);
   });
 });
@@ -338,7 +357,7 @@ describe('concurrent charges', () => {
 });
 
 /** A transaction of its own, held open after `work` until released (commit or rollback). */
-function holdTx<T>(db: Kysely<DB>, tenantId: string, work: (tx: Tx) => Promise<T>) {
+function holdTx<T>(db: Kysely<DB>, tenantId: string, work: (tx: TenantTx) => Promise<T>) {
   let release!: (commit: boolean) => void;
   const gate = new Promise<boolean>((resolve) => (release = resolve));
   let started!: (pid: number) => void;

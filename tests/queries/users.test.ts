@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NotFoundError, TenantContextError, ValidationError } from '../../src/db/errors.ts';
 import { withTenant } from '../../src/db/tenant.ts';
 import { createTenant } from '../../src/queries/tenants.ts';
+import { getUserBudget } from '../../src/queries/usage.ts';
 import { authenticateApiKey, createUser, findUser, getUser, hashApiKey } from '../../src/queries/users.ts';
 import { insertCatalog } from '../support/fixtures.ts';
 import { openTestDb, type TestDb } from '../support/test-db.ts';
@@ -25,12 +26,33 @@ describe('createUser', () => {
     const { user, apiKey } = await withTenant(t.db, tenantA, (tx) =>
       createUser(tx, { email: ' Ada@Example.com ', firstName: 'Ada', roleId, budget: '25.50' }),
     );
-    expect(user).toMatchObject({ email: 'ada@example.com', firstName: 'Ada', lastName: null, status: 'active', roleId, budget: '25.50', remaining: '25.50' });
+    // Decimal text without trailing zeros, whatever scale the budget was given with.
+    expect(user).toMatchObject({ email: 'ada@example.com', firstName: 'Ada', lastName: null, status: 'active', roleId, budget: '25.5', remaining: '25.5' });
     expect(user).not.toHaveProperty('apiKeyHash');
     expect(apiKey).toMatch(/^sk_[A-Za-z0-9_-]{43}$/);
     const stored = await t.db.selectFrom('users').selectAll().where('id', '=', user.id).executeTakeFirstOrThrow();
     expect(stored.apiKeyHash).toBe(hashApiKey(apiKey));
     expect(JSON.stringify(stored)).not.toContain(apiKey);
+  });
+
+  it('returns a budget as one decimal text everywhere: 25.00 is 25 from createUser, getUser, findUser and getUserBudget', async () => {
+    const { user } = await withTenant(t.db, tenantA, (tx) => createUser(tx, { email: 'budget@example.com', roleId, budget: '25.00' }));
+    expect(user).toMatchObject({ budget: '25', remaining: '25' });
+    const read = await withTenant(t.db, tenantA, async (tx) => ({
+      got: await getUser(tx, { userId: user.id }),
+      found: await findUser(tx, { userId: user.id }),
+      budget: await getUserBudget(tx, { userId: user.id }),
+    }));
+    expect(read.got).toEqual(user);
+    expect(read.found).toEqual(user);
+    expect(read.budget).toEqual({ budget: '25', remaining: '25' });
+    // Stored as given: only what the API returns is canonical.
+    const stored = await t.db.selectFrom('users').select(['budget', 'remaining']).where('id', '=', user.id).executeTakeFirstOrThrow();
+    expect(stored).toEqual({ budget: '25.00', remaining: '25.00' });
+    const fractions = await withTenant(t.db, tenantA, (tx) => createUser(tx, { email: 'fraction@example.com', roleId, budget: '0.0500' }));
+    expect(fractions.user).toMatchObject({ budget: '0.05', remaining: '0.05' });
+    const zero = await withTenant(t.db, tenantA, (tx) => createUser(tx, { email: 'zero@example.com', roleId, budget: '0.000' }));
+    expect(zero.user).toMatchObject({ budget: '0', remaining: '0' });
   });
 
   it('creates a user without a budget (no limit)', async () => {
@@ -56,6 +78,7 @@ describe('createUser', () => {
   });
 
   it('needs a tenant context', async () => {
+    // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
     await expect(createUser(t.db, { email: 'ctx@example.com', roleId })).rejects.toBeInstanceOf(TenantContextError);
   });
 });

@@ -107,6 +107,7 @@ describe('addChunks', () => {
   });
 
   it('needs a tenant context', async () => {
+    // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
     await expect(addChunks(t.db, { chunks: [] })).rejects.toBeInstanceOf(TenantContextError);
   });
 });

@@ -3,7 +3,7 @@
  * and prints the query's result when it completes. The test sends SIGTERM in between.
  */
 import { sql } from 'kysely';
-import { getDb } from '../../src/db/get-db.ts';
+import { getDb } from '../../src/lifecycle/get-db.ts';
 
 const db = await getDb();
 const inFlight = sql<{ done: string }>`select pg_sleep(0.5)::text || 'slept' as done`.execute(db);

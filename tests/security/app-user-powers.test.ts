@@ -1,9 +1,10 @@
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postgresConfig } from '../../src/db/config.ts';
 import { createDb } from '../../src/db/create-db.ts';
 import { TenantContextError } from '../../src/db/errors.ts';
 import { migrate } from '../../src/db/migrator.ts';
+import type { DB } from '../../src/db/schema.generated.ts';
 import { withTenant } from '../../src/db/tenant.ts';
 import { insertCatalog, insertTenant } from '../support/fixtures.ts';
 import { onServer, openTestDb, type TestDb } from '../support/test-db.ts';
@@ -96,7 +97,7 @@ describe('app.search_text (the SECURITY DEFINER full-text leg)', () => {
     const other = await insertTenant(t.db, roleId);
     const embedding = `[${Array.from({ length: 1536 }, (_, i) => (i === 0 ? 1 : 0)).join(',')}]`;
     await sql`insert into vectors (tenant_id, content, embedding) values (${tenantId}, 'the launch codes are secret', ${embedding}::vector)`.execute(t.db);
-    const search = (tx: Parameters<Parameters<typeof withTenant>[2]>[0]) =>
+    const search = (tx: Kysely<DB>) =>
       sql<{ id: string }>`select id from app.search_text(websearch_to_tsquery('english', 'launch codes'), 10)`.execute(tx).then((r) => r.rows.length);
     expect(await withTenant(t.db, tenantId, search)).toBe(1);
     expect(await withTenant(t.db, other.tenantId, search)).toBe(0);

@@ -37,7 +37,7 @@ async function target(migrated: boolean): Promise<Target> {
   return { env: { DB_STORAGE: storage }, use, close: async () => {} };
 }
 
-/** `npm run seed` as the user runs it: node src/cli/seed.ts, in the project folder. */
+/** `npm run seed` as the user runs it: node src/cli/database.ts seed, in the project folder. */
 function runSeed(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const inherited = Object.fromEntries(
     Object.entries(process.env).filter(
@@ -45,7 +45,7 @@ function runSeed(args: string[], env: Record<string, string>): Promise<{ code: n
     ),
   );
   return new Promise((done, failed) => {
-    const child = spawn(NODE, ['src/cli/seed.ts', ...args], { cwd: ROOT, env: { ...inherited, ...env } });
+    const child = spawn(NODE, ['src/cli/database.ts', 'seed', ...args], { cwd: ROOT, env: { ...inherited, ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -99,6 +99,6 @@ describe('npm run seed', () => {
   it('on a database without the schema, fails and says to run npm run migrate', async () => {
     const { code, stderr } = await runSeed([], bare.env);
     expect(code).toBe(1);
-    expect(stderr).toMatch(/^seed: the schema is missing \(this database has none of the seed tables\): run `npm run migrate` first/m);
+    expect(stderr).toMatch(/^seed: the schema is missing \(this database has none of the seed tables\): run `npx database migrate` first/m);
   });
 });

@@ -1,7 +1,7 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { syncDatabase } from '../../src/db/get-db.ts';
+import { syncDatabase } from '../../src/lifecycle/get-db.ts';
 import { DEFAULT_DATA_DIR, SEED_FILES } from '../../src/seed/files.ts';
 import { seed } from '../../src/seed/seed.ts';
 import { openTestDb, type TestDb } from '../support/test-db.ts';

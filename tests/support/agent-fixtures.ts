@@ -35,7 +35,8 @@ export async function insertAgentCatalog(db: Kysely<DB>): Promise<AgentCatalog> 
     .insertInto('models')
     .values({
       providerId: provider.id, name: 'Gemini Flash', internalName: 'gemini-flash', type: 'chat', description: 'Fast',
-      maxContext: 1_000_000, maxOutput: 8192, cost1kInput: '0.00015', cost1kOutput: '0.0006',
+      // Written with trailing zeros: resolveAgent returns them without ('0.00015', '0.0006').
+      maxContext: 1_000_000, maxOutput: 8192, cost1kInput: '0.000150', cost1kOutput: '0.00060',
       defaultParameters: JSON.stringify({ temperature: 1 }),
     })
     .returning('id')

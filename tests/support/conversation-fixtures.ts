@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { CompiledQuery, sql, type Kysely } from 'kysely';
-import type { Tx } from '../../src/db/create-db.ts';
+import type { TenantTx } from '../../src/db/tenant-tx.ts';
 import type { DB } from '../../src/db/schema.generated.ts';
 import { withTenant } from '../../src/db/tenant.ts';
 import { insertCatalog, insertTenant } from './fixtures.ts';
@@ -66,7 +66,7 @@ export function planNodes(node: PlanNode): PlanNode[] {
  * Runs `fn` under withTenant, then EXPLAINs (format json), again as that tenant's app_user, the last
  * statement `fn` ran, with its parameters: the exact SQL a query function sends.
  */
-export async function explainLast(db: Kysely<DB>, tenantId: string, fn: (tx: Tx) => Promise<unknown>): Promise<{ sql: string; plan: PlanNode }> {
+export async function explainLast(db: Kysely<DB>, tenantId: string, fn: (tx: TenantTx) => Promise<unknown>): Promise<{ sql: string; plan: PlanNode }> {
   const capture = new QueryRecorder();
   const spy = db.withPlugin(capture);
   await withTenant(spy, tenantId, fn);
@@ -86,7 +86,7 @@ export async function explainLast(db: Kysely<DB>, tenantId: string, fn: (tx: Tx)
  * Runs `fn` under withTenant and reports what it threw and how many statements it sent (withTenant's
  * own set-up statement not counted): proves that validation happens before any SQL.
  */
-export async function runCounting(db: Kysely<DB>, tenantId: string, fn: (tx: Tx) => Promise<unknown>): Promise<{ error: unknown; statements: number }> {
+export async function runCounting(db: Kysely<DB>, tenantId: string, fn: (tx: TenantTx) => Promise<unknown>): Promise<{ error: unknown; statements: number }> {
   const capture = new QueryRecorder();
   let error: unknown;
   let statements = 0;

@@ -1,8 +1,13 @@
+/**
+ * The start-up lifecycle of a service: the process-wide database, brought to the expected state
+ * (migrations, then seed data) on first use, and closed gracefully on SIGTERM/SIGINT. It sits
+ * above src/db and src/seed: neither imports it, and src/db imports nothing of src/seed.
+ */
 import type { Kysely } from 'kysely';
-import { boolEnv, intEnv } from './config.ts';
-import { closeGracefully, createDb } from './create-db.ts';
-import { migrate, type MigratorOptions } from './migrator.ts';
-import type { DB } from './schema.generated.ts';
+import { boolEnv, intEnv } from '../db/config.ts';
+import { closeGracefully, createDb } from '../db/create-db.ts';
+import { migrate, type MigratorOptions } from '../db/migrator.ts';
+import type { DB } from '../db/schema.generated.ts';
 import { seed, type SeedSummary } from '../seed/seed.ts';
 
 let instance: Promise<Kysely<DB>> | undefined;
