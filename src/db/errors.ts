@@ -31,6 +31,23 @@ export class ConnectionTamperedError extends TenantContextError {
   }
 }
 
+/**
+ * A function of the package was called as a service role that may not call it (README,
+ * "Production roles"). Refused before any SQL; the database's grants refuse the same.
+ */
+export class PermissionError extends Error {
+  override readonly name = 'PermissionError';
+  readonly role: string;
+  readonly operation: string;
+  readonly allowed: readonly string[];
+  constructor(role: string, operation: string, allowed: readonly string[]) {
+    super(`role ${role} may not call ${operation}: it is for ${allowed.join(' and ')} (README, "Production roles")`);
+    this.role = role;
+    this.operation = operation;
+    this.allowed = allowed;
+  }
+}
+
 /** `getX` found nothing: `entity` is what was looked for, `id` the key it was looked for by. */
 export class NotFoundError extends Error {
   override readonly name = 'NotFoundError';

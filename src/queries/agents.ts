@@ -7,6 +7,7 @@ import { tenantOf } from '../db/tenant.ts';
 import { decimalText } from './decimal.ts';
 import { cursorTimestamp, decodeCursor, toPage, type CursorScope, type Page } from './cursor.ts';
 import { assertInt, assertOptionalText, assertText, assertUuid, jsonObject, pageLimit } from './validate.ts';
+import { assertRole } from '../db/service-roles.ts';
 
 /** An agent: global (`tenantId` null, from the seed) or the current tenant's (`userId` null: tenant-wide). */
 export type Agent = Pick<
@@ -73,6 +74,8 @@ const MAX_TOOLS = 100;
  * @example
  * const agent = await withTenant(db, tenantId, (tx) =>
  *   createAgent(tx, { name: 'Support', modelId: 2, promptId: 1, toolIds: [1, 3], modelParameters: { temperature: 0.2 } }));
+ *
+ * Roles: app_cms (README, "Production roles").
  */
 export async function createAgent(
   db: TenantTx,
@@ -86,6 +89,7 @@ export async function createAgent(
     toolIds?: number[];
   },
 ): Promise<Agent> {
+  assertRole(db, 'createAgent');
   const tenantId = tenantOf(db);
   assertText('name', params.name, 200);
   assertInt('modelId', params.modelId, 1);
@@ -141,8 +145,9 @@ export async function createAgent(
   return agent;
 }
 
-/** The agent with this id if it is global or the current tenant's; NotFoundError('agent', id) otherwise. */
+/** The agent with this id if it is global or the current tenant's; NotFoundError('agent', id) otherwise. Roles: app_cms. */
 export async function getAgent(db: TenantTx, params: { agentId: string }): Promise<Agent> {
+  assertRole(db, 'getAgent');
   const tenantId = tenantOf(db);
   assertUuid('agentId', params.agentId);
   const agent = await db
@@ -175,11 +180,14 @@ export async function getAgent(db: TenantTx, params: { agentId: string }): Promi
  *   show(page.items);
  *   cursor = page.nextCursor;
  * } while (cursor !== null);
+ *
+ * Roles: app_cms (README, "Production roles").
  */
 export async function listAgentsForUser(
   db: TenantTx,
   params: { userId: string; limit?: number; cursor?: string | null },
 ): Promise<Page<Agent>> {
+  assertRole(db, 'listAgentsForUser');
   const tenantId = tenantOf(db);
   const { userId } = params;
   assertUuid('userId', userId);
@@ -276,11 +284,14 @@ export async function listAgentsForUser(
  * Shares an agent (global or the tenant's) with a user of the tenant as `role`. Idempotent on
  * (user, agent): sharing again returns the same row, with the new role if it changed.
  * Unknown or another tenant's agent → NotFoundError('agent', id); user → NotFoundError('user', id).
+ *
+ * Roles: app_cms (README, "Production roles").
  */
 export async function shareAgent(
   db: TenantTx,
   params: { agentId: string; userId: string; role: AgentRole },
 ): Promise<UserAgent> {
+  assertRole(db, 'shareAgent');
   const tenantId = tenantOf(db);
   assertUuid('agentId', params.agentId);
   assertUuid('userId', params.userId);
@@ -337,8 +348,11 @@ export async function shareAgent(
  *
  * @example
  * const { agent, prompt, model, provider, tools } = await withTenant(db, tenantId, (tx) => resolveAgent(tx, { agentId }));
+ *
+ * Roles: app_cms (README, "Production roles").
  */
 export async function resolveAgent(db: TenantTx, params: { agentId: string }): Promise<ResolvedAgent> {
+  assertRole(db, 'resolveAgent');
   const tenantId = tenantOf(db);
   assertUuid('agentId', params.agentId);
   const row = await db

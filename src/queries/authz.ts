@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { TenantTx } from '../db/tenant-tx.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { assertText, assertUuid } from './validate.ts';
+import { assertRole } from '../db/service-roles.ts';
 
 /**
  * True when the user (active, in the current tenant) holds a policy for `action` on `resource`
@@ -9,8 +10,11 @@ import { assertText, assertUuid } from './validate.ts';
  *
  * @example
  * if (!(await can(tx, { userId, resource: 'users', action: 'manage' }))) throw new Forbidden();
+ *
+ * Roles: app_server (README, "Production roles").
  */
 export async function can(db: TenantTx, params: { userId: string; resource: string; action: string }): Promise<boolean> {
+  assertRole(db, 'can');
   const tenantId = tenantOf(db);
   assertUuid('userId', params.userId);
   assertText('resource', params.resource, 200);

@@ -15,6 +15,7 @@ import type { Conversations } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { cursorTimestamp, decodeCursor, encodeCursor, type CursorScope, type Page } from './cursor.ts';
 import { assertText, assertUuid, pageLimit } from './validate.ts';
+import { assertRole } from '../db/service-roles.ts';
 
 /** A conversation as the query functions return it (the tenant is the caller's own, so not repeated). */
 export type Conversation = Pick<
@@ -57,11 +58,14 @@ const COLUMNS = [
  *
  * @example
  * const convo = await withTenant(db, tenantId, (tx) => createConversation(tx, { userId, agentId, title: 'Trip plans' }));
+ *
+ * Roles: app_cms (README, "Production roles").
  */
 export async function createConversation(
   db: TenantTx,
   params: { userId: string; agentId: string; title?: string },
 ): Promise<Conversation> {
+  assertRole(db, 'createConversation');
   const tenantId = tenantOf(db);
   const { userId, agentId } = params;
   assertUuid('userId', userId);
@@ -103,8 +107,9 @@ export async function createConversation(
   return row;
 }
 
-/** The conversation `conversationId`, soft-deleted or not (see `deleted`); NotFoundError('conversation') if there is none. */
+/** The conversation `conversationId`, soft-deleted or not (see `deleted`); NotFoundError('conversation') if there is none. Roles: app_cms. */
 export async function getConversation(db: TenantTx, params: { conversationId: string }): Promise<Conversation> {
+  assertRole(db, 'getConversation');
   const tenantId = tenantOf(db);
   const { conversationId } = params;
   assertUuid('conversationId', conversationId);
@@ -138,11 +143,14 @@ export async function getConversation(db: TenantTx, params: { conversationId: st
  *   show(page.items);
  *   cursor = page.nextCursor;
  * } while (cursor !== null);
+ *
+ * Roles: app_cms (README, "Production roles").
  */
 export async function listConversations(
   db: TenantTx,
   params: { userId: string; limit?: number; cursor?: string | null },
 ): Promise<Page<Conversation>> {
+  assertRole(db, 'listConversations');
   const tenantId = tenantOf(db);
   const { userId } = params;
   assertUuid('userId', userId);
@@ -171,11 +179,12 @@ export async function listConversations(
   return toPage(rows, limit, scope);
 }
 
-/** Renames a live conversation; NotFoundError('conversation') if there is none or it is soft-deleted (restore it first). */
+/** Renames a live conversation; NotFoundError('conversation') if there is none or it is soft-deleted (restore it first). Roles: app_cms. */
 export async function renameConversation(
   db: TenantTx,
   params: { conversationId: string; title: string },
 ): Promise<Conversation> {
+  assertRole(db, 'renameConversation');
   const tenantId = tenantOf(db);
   const { conversationId, title } = params;
   assertUuid('conversationId', conversationId);
@@ -195,8 +204,11 @@ export async function renameConversation(
 /**
  * Soft-deletes a conversation: `deleted = true, deleted_at = now()`. Idempotent: deleting a deleted
  * conversation keeps its first deleted_at (the purge clock does not restart).
+ *
+ * Roles: app_cms (README, "Production roles").
  */
 export async function softDeleteConversation(db: TenantTx, params: { conversationId: string }): Promise<Conversation> {
+  assertRole(db, 'softDeleteConversation');
   const tenantId = tenantOf(db);
   const { conversationId } = params;
   assertUuid('conversationId', conversationId);
@@ -211,8 +223,9 @@ export async function softDeleteConversation(db: TenantTx, params: { conversatio
   return row;
 }
 
-/** Brings a soft-deleted conversation back (at its old place in the list: last_activity_at is kept); idempotent. */
+/** Brings a soft-deleted conversation back (at its old place in the list: last_activity_at is kept); idempotent. Roles: app_cms. */
 export async function restoreConversation(db: TenantTx, params: { conversationId: string }): Promise<Conversation> {
+  assertRole(db, 'restoreConversation');
   const tenantId = tenantOf(db);
   const { conversationId } = params;
   assertUuid('conversationId', conversationId);
@@ -234,8 +247,11 @@ export async function restoreConversation(db: TenantTx, params: { conversationId
  * @example
  * const purged = await withTenant(db, tenantId, (tx) =>
  *   purgeDeletedConversations(tx, { olderThan: new Date(Date.now() - 30 * 86_400_000) }));
+ *
+ * Roles: app_cms (README, "Production roles").
  */
 export async function purgeDeletedConversations(db: TenantTx, params: { olderThan: Date }): Promise<number> {
+  assertRole(db, 'purgeDeletedConversations');
   const tenantId = tenantOf(db);
   const { olderThan } = params;
   if (!(olderThan instanceof Date) || Number.isNaN(olderThan.getTime())) {

@@ -15,6 +15,7 @@ import type { JsonArray, JsonObject, Messages } from '../db/schema.generated.ts'
 import { tenantOf } from '../db/tenant.ts';
 import { cursorTimestamp, decodeCursor, encodeCursor, type CursorScope, type Page } from './cursor.ts';
 import { assertUuid, pageLimit } from './validate.ts';
+import { assertRole } from '../db/service-roles.ts';
 
 /** Who wrote a message (the table's check constraint allows exactly these). */
 export const MESSAGE_ROLES = ['user', 'assistant', 'system', 'tool'] as const;
@@ -55,11 +56,14 @@ const COLUMNS = [
  * @example
  * const question = await appendMessage(tx, { conversationId, role: 'user', content: { text: 'Hi' } });
  * const answer = await appendMessage(tx, { conversationId, role: 'assistant', content: { text: 'Hello!' }, parentId: question.id });
+ *
+ * Roles: app_cms (README, "Production roles").
  */
 export async function appendMessage(
   db: TenantTx,
   params: { conversationId: string; role: MessageRole; content: MessageContent; parentId?: string | null },
 ): Promise<Message> {
+  assertRole(db, 'appendMessage');
   const tenantId = tenantOf(db);
   const { conversationId, role } = params;
   const parentId = params.parentId ?? null;
@@ -141,11 +145,14 @@ export async function appendMessage(
  * exactly once, in order, including the ones appended during the walk: appendMessage gives a new
  * message a created_at after every message already in the conversation, and concurrent appends
  * wait for each other on the conversation row, so none can commit behind a reader's cursor.
+ *
+ * Roles: app_cms (README, "Production roles").
  */
 export async function listMessages(
   db: TenantTx,
   params: { conversationId: string; limit?: number; cursor?: string | null },
 ): Promise<Page<Message>> {
+  assertRole(db, 'listMessages');
   const tenantId = tenantOf(db);
   const { conversationId } = params;
   assertUuid('conversationId', conversationId);
@@ -184,8 +191,11 @@ export async function listMessages(
  * @example
  * // root → a → b1, and root → a → b2 (b2 an edit of b1)
  * await getThread(tx, { messageId: b2.id }); // [root, a, b2]
+ *
+ * Roles: app_cms (README, "Production roles").
  */
 export async function getThread(db: TenantTx, params: { messageId: string }): Promise<Message[]> {
+  assertRole(db, 'getThread');
   const tenantId = tenantOf(db);
   const { messageId } = params;
   assertUuid('messageId', messageId);

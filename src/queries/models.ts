@@ -4,6 +4,7 @@ import { NotFoundError, ValidationError } from '../db/errors.ts';
 import type { Models, Providers } from '../db/schema.generated.ts';
 import { decimalText } from './decimal.ts';
 import { assertText } from './validate.ts';
+import { assertRole } from '../db/service-roles.ts';
 
 /** A model with its provider's name; never a provider's API key. Prices are exact decimal text without trailing zeros ('0.003'). */
 export type Model = Pick<
@@ -30,8 +31,9 @@ function modelQuery(db: Executor) {
     ]);
 }
 
-/** Models of the catalog (all of them, or of one type), by provider then name. Needs no tenant. */
+/** Models of the catalog (all of them, or of one type), by provider then name. Needs no tenant. Roles: app_gateway and app_cms. */
 export async function listModels(db: Executor, params: { type?: ModelType } = {}): Promise<Model[]> {
+  assertRole(db, 'listModels');
   if (params.type !== undefined && !MODEL_TYPES.includes(params.type)) {
     throw new ValidationError('type', `must be one of ${MODEL_TYPES.join(', ')}`);
   }
@@ -40,8 +42,9 @@ export async function listModels(db: Executor, params: { type?: ModelType } = {}
   return query.orderBy('p.name').orderBy('m.name').orderBy('m.id').execute();
 }
 
-/** The model with this internal name (the provider's model id); NotFoundError('model', name) otherwise. */
+/** The model with this internal name (the provider's model id); NotFoundError('model', name) otherwise. Roles: app_gateway and app_cms. */
 export async function getModelByInternalName(db: Executor, internalName: string): Promise<Model> {
+  assertRole(db, 'getModelByInternalName');
   assertText('internalName', internalName, 300);
   const model = await modelQuery(db).where('m.internalName', '=', internalName).executeTakeFirst();
   if (model === undefined) throw new NotFoundError('model', internalName);

@@ -5,6 +5,7 @@ import type { Resources } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { cursorTimestamp, decodeCursor, toPage, type CursorScope, type Page } from './cursor.ts';
 import { assertOptionalText, assertText, assertUuid, jsonObject, pageLimit } from './validate.ts';
+import { assertRole } from '../db/service-roles.ts';
 
 /** A document or file of the current tenant, attached to an agent and/or a message. */
 export type Resource = Pick<
@@ -23,6 +24,8 @@ const RESOURCE_COLUMNS = [
  * @example
  * const doc = await withTenant(db, tenantId, (tx) =>
  *   createResource(tx, { name: 'handbook.pdf', type: 'pdf', s3Uri: 's3://docs/handbook.pdf', agentId, metadata: { pages: 12 } }));
+ *
+ * Roles: app_cms (README, "Production roles").
  */
 export async function createResource(
   db: TenantTx,
@@ -36,6 +39,7 @@ export async function createResource(
     messageId?: string | null;
   },
 ): Promise<Resource> {
+  assertRole(db, 'createResource');
   const tenantId = tenantOf(db);
   assertText('name', params.name, 500);
   assertText('type', params.type, 100);
@@ -95,8 +99,9 @@ export async function createResource(
   return resource;
 }
 
-/** The resource with this id in the current tenant; NotFoundError('resource', id) otherwise. */
+/** The resource with this id in the current tenant; NotFoundError('resource', id) otherwise. Roles: app_cms. */
 export async function getResource(db: TenantTx, params: { resourceId: string }): Promise<Resource> {
+  assertRole(db, 'getResource');
   const tenantId = tenantOf(db);
   assertUuid('resourceId', params.resourceId);
   const resource = await db
@@ -120,11 +125,14 @@ export async function getResource(db: TenantTx, params: { resourceId: string }):
  * @example
  * const first = await withTenant(db, tenantId, (tx) => listResources(tx, { agentId, limit: 20 }));
  * const next = await withTenant(db, tenantId, (tx) => listResources(tx, { agentId, limit: 20, cursor: first.nextCursor }));
+ *
+ * Roles: app_cms (README, "Production roles").
  */
 export async function listResources(
   db: TenantTx,
   params: { agentId?: string; messageId?: string; limit?: number; cursor?: string | null } = {},
 ): Promise<Page<Resource>> {
+  assertRole(db, 'listResources');
   const tenantId = tenantOf(db);
   const { agentId, messageId } = params;
   if (agentId !== undefined) assertUuid('agentId', agentId);

@@ -5,6 +5,7 @@ import { TenantContextError, ValidationError, sqlState } from '../db/errors.ts';
 import type { Tenants } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { assertText } from './validate.ts';
+import { assertRole } from '../db/service-roles.ts';
 
 /** A tenant as the API returns it. */
 export type Tenant = Pick<Selectable<Tenants>, 'id' | 'name' | 'slug' | 'plan' | 'settings' | 'createdAt' | 'updatedAt'>;
@@ -40,8 +41,9 @@ export async function createTenant(db: Executor, params: { name: string; slug: s
   }
 }
 
-/** The tenant of the current withTenant transaction. */
+/** The tenant of the current withTenant transaction. Roles: app_server and app_gateway and app_cms. */
 export async function getCurrentTenant(db: TenantTx): Promise<Tenant> {
+  assertRole(db, 'getCurrentTenant');
   const tenantId = tenantOf(db);
   return db.selectFrom('tenants').select(TENANT_COLUMNS).where('id', '=', tenantId).executeTakeFirstOrThrow();
 }

@@ -6,6 +6,7 @@ import { statementTemplate } from '../db/statement-template.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { decimalText } from './decimal.ts';
 import { assertInt, assertText, assertUuid } from './validate.ts';
+import { assertRole } from '../db/service-roles.ts';
 
 /** The largest value of an SQL `integer` (token counts and catalog ids are `integer` columns). */
 const MAX_INT4 = 2_147_483_647;
@@ -125,8 +126,11 @@ export interface UserBudget {
  * const usage = await withTenant(db, tenantId, (tx) =>
  *   recordUsage(tx, { userId, modelId, type: 'chat', inputTokens: 1234, outputTokens: 567, idempotencyKey: requestId }));
  * usage.cost; // '0.012207' at 0.003 / 0.015 per 1k tokens
+ *
+ * Roles: app_gateway (README, "Production roles").
  */
 export async function recordUsage(db: TenantTx, params: RecordUsageParams): Promise<UsageRow> {
+  assertRole(db, 'recordUsage');
   const tenantId = tenantOf(db);
   const call = validateRecordUsage(params);
   for (let attempt = 1; ; attempt++) {
@@ -165,8 +169,11 @@ export async function recordUsage(db: TenantTx, params: RecordUsageParams): Prom
  * const perModel = await withTenant(db, tenantId, (tx) =>
  *   costSummary(tx, { from: new Date('2025-01-01'), to: new Date('2025-02-01'), groupBy: 'day', by: 'model' }));
  * // [{ period: 2025-01-01T00:00:00.000Z, key: 3, cost: '1.25', inputTokens: 120000, outputTokens: 8000, calls: 42 }, ...]
+ *
+ * Roles: app_server (README, "Production roles").
  */
 export async function costSummary(db: TenantTx, params: CostSummaryParams): Promise<CostSummaryRow[]> {
+  assertRole(db, 'costSummary');
   const tenantId = tenantOf(db);
   const { from, to, groupBy, by } = validateCostSummary(params);
   // groupBy is one of three words (checked above): a literal, so that the select list and the
@@ -201,8 +208,9 @@ export async function costSummary(db: TenantTx, params: CostSummaryParams): Prom
   }));
 }
 
-/** A user's budget and remaining budget (exact decimal text, null = unlimited); NotFoundError('user') when not in this tenant. */
+/** A user's budget and remaining budget (exact decimal text, null = unlimited); NotFoundError('user') when not in this tenant. Roles: app_server and app_gateway. */
 export async function getUserBudget(db: TenantTx, params: { userId: string }): Promise<UserBudget> {
+  assertRole(db, 'getUserBudget');
   const tenantId = tenantOf(db);
   assertUuid('userId', params.userId);
   const row = await db

@@ -7,6 +7,7 @@ import type { DB, Users } from '../db/schema.generated.ts';
 import { decimalText } from './decimal.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { assertInt, assertText, assertUuid, decimal } from './validate.ts';
+import { assertRole } from '../db/service-roles.ts';
 
 /** A user as the API returns it: never the API key or its hash. */
 export type User = Pick<
@@ -56,11 +57,14 @@ export function generateApiKey(): string {
  * @example
  * const { user, apiKey } = await withTenant(db, tenantId, (tx) =>
  *   createUser(tx, { email: 'ada@example.com', roleId: 3, budget: '25.00' }));
+ *
+ * Roles: app_server (README, "Production roles").
  */
 export async function createUser(
   db: TenantTx,
   params: { email: string; firstName?: string; lastName?: string; roleId: number; budget?: string | number },
 ): Promise<{ user: User; apiKey: string }> {
+  assertRole(db, 'createUser');
   const tenantId = tenantOf(db);
   const email = typeof params.email === 'string' ? params.email.trim().toLowerCase() : params.email;
   assertText('email', email, 320);
@@ -94,8 +98,9 @@ export async function createUser(
   }
 }
 
-/** The user with this id in the current tenant, or undefined. */
+/** The user with this id in the current tenant, or undefined. Roles: app_server and app_gateway. */
 export async function findUser(db: TenantTx, params: { userId: string }): Promise<User | undefined> {
+  assertRole(db, 'findUser');
   const tenantId = tenantOf(db);
   assertUuid('userId', params.userId);
   return db
@@ -106,8 +111,9 @@ export async function findUser(db: TenantTx, params: { userId: string }): Promis
     .executeTakeFirst();
 }
 
-/** The user with this id in the current tenant; NotFoundError('user', id) otherwise. */
+/** The user with this id in the current tenant; NotFoundError('user', id) otherwise. Roles: app_server and app_gateway. */
 export async function getUser(db: TenantTx, params: { userId: string }): Promise<User> {
+  assertRole(db, 'getUser');
   const user = await findUser(db, params);
   if (user === undefined) throw new NotFoundError('user', params.userId);
   return user;
@@ -117,8 +123,11 @@ export async function getUser(db: TenantTx, params: { userId: string }): Promise
  * Who an API key belongs to (an active user), or undefined. Works before any tenant is known:
  * it calls the SECURITY DEFINER function app.resolve_api_key with the key's hash, which returns
  * only (tenant_id, user_id, role_id). Then open withTenant(db, owner.tenantId, ...).
+ *
+ * Roles: app_server and app_gateway (README, "Production roles").
  */
 export async function authenticateApiKey(db: Executor, apiKey: string): Promise<ApiKeyOwner | undefined> {
+  assertRole(db, 'authenticateApiKey');
   if (typeof apiKey !== 'string') throw new ValidationError('apiKey', 'must be a string');
   if (!isPlausibleApiKey(apiKey)) return undefined;
   const { rows } = await sql<ApiKeyOwner>`

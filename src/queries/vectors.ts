@@ -4,6 +4,7 @@ import { NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors
 import { tenantOf } from '../db/tenant.ts';
 import { vectorValue } from '../db/vector.ts';
 import { assertInt, assertText, assertUuid } from './validate.ts';
+import { assertRole } from '../db/service-roles.ts';
 
 /** Dimensions of vectors.embedding (`vector(1536)`). */
 export const EMBEDDING_DIMENSIONS = 1536;
@@ -61,11 +62,14 @@ export interface HybridChunk extends Omit<SimilarChunk, 'similarity'> {
  *
  * @example
  * await withTenant(db, tenantId, (tx) => addChunks(tx, { resourceId, chunks: [{ content, embedding }] }));
+ *
+ * Roles: app_cms (README, "Production roles").
  */
 export async function addChunks(
   db: TenantTx,
   params: ChunkSource & { chunks: NewChunk[] },
 ): Promise<{ inserted: number }> {
+  assertRole(db, 'addChunks');
   const tenantId = tenantOf(db);
   assertSource(params);
   if (!Array.isArray(params.chunks)) throw new ValidationError('chunks', 'must be an array');
@@ -117,11 +121,14 @@ export async function addChunks(
  *
  * @example
  * const hits = await withTenant(db, tenantId, (tx) => similaritySearch(tx, { embedding, k: 5, threshold: 0.75 }));
+ *
+ * Roles: app_cms (README, "Production roles").
  */
 export async function similaritySearch(
   db: TenantTx,
   params: ChunkSource & { embedding: number[]; k?: number; threshold?: number },
 ): Promise<SimilarChunk[]> {
+  assertRole(db, 'similaritySearch');
   const tenantId = tenantOf(db);
   assertEmbedding('embedding', params.embedding);
   assertSource(params);
@@ -153,11 +160,14 @@ export async function similaritySearch(
  * by ts_rank) by reciprocal rank fusion (k = 60), in one statement. Each leg over-fetches (4k
  * rows, at least 40); a chunk found by one leg only still ranks, and vectorRank/textRank say where
  * it came from.
+ *
+ * Roles: app_cms (README, "Production roles").
  */
 export async function hybridSearch(
   db: TenantTx,
   params: ChunkSource & { query: string; embedding: number[]; k?: number },
 ): Promise<HybridChunk[]> {
+  assertRole(db, 'hybridSearch');
   const tenantId = tenantOf(db);
   assertText('query', params.query, 10_000);
   assertEmbedding('embedding', params.embedding);

@@ -1,0 +1,170 @@
+/**
+ * Every function of the package under every service role (README, "Production roles"): the roles
+ * it is for can call it (the grants suffice), the others get a PermissionError naming the role and
+ * the operation before any SQL, and — with the package's check out of the way (the transaction
+ * entered as app_user, then switched to the role) — the database's grants refuse them too, except
+ * where a role's grants are broader than its functions need for a reason written below. On PGlite
+ * too: SET LOCAL ROLE works there like on a server.
+ */
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PermissionError } from '../../src/db/errors.ts';
+import { FUNCTION_ROLES, type Operation, type ServiceRole } from '../../src/db/service-roles.ts';
+import type { TenantTx } from '../../src/db/tenant-tx.ts';
+import { withTenant } from '../../src/db/tenant.ts';
+import * as api from '../../src/index.ts';
+import { insertChatWorld, type ChatWorld } from '../support/conversation-fixtures.ts';
+import { createLoginRole } from '../support/login-role.ts';
+import { onServer, openTestDb, type TestDb } from '../support/test-db.ts';
+
+const ROLES: ServiceRole[] = ['app_server', 'app_gateway', 'app_cms'];
+
+let t: TestDb;
+let w: ChatWorld;
+let internalName: string;
+let apiKey: string;
+let conversationId: string;
+let messageId: string;
+let resourceId: string;
+const embedding = Array.from({ length: 1536 }, (_, i) => (i === 0 ? 1 : 0.001));
+
+/** One call of each function, with parameters that work for the tenant A of the chat world. */
+const calls: Record<Operation, (tx: TenantTx) => Promise<unknown>> = {
+  createUser: (tx) => api.createUser(tx, { email: `u-${randomUUID()}@example.com`, roleId: w.roleId }),
+  findUser: (tx) => api.findUser(tx, { userId: w.a.userId }),
+  getUser: (tx) => api.getUser(tx, { userId: w.a.userId }),
+  authenticateApiKey: (tx) => api.authenticateApiKey(tx, apiKey),
+  can: (tx) => api.can(tx, { userId: w.a.userId, resource: 'users', action: 'manage' }),
+  costSummary: (tx) => api.costSummary(tx, { from: new Date('2020-01-01'), to: new Date('2100-01-01'), groupBy: 'month' }),
+  getUserBudget: (tx) => api.getUserBudget(tx, { userId: w.a.userId }),
+  getCurrentTenant: (tx) => api.getCurrentTenant(tx),
+  listModels: (tx) => api.listModels(tx),
+  getModelByInternalName: (tx) => api.getModelByInternalName(tx, internalName),
+  recordUsage: (tx) => api.recordUsage(tx, { userId: w.a.userId, modelId: w.modelId, type: 'chat', inputTokens: 10, outputTokens: 5 }),
+  createAgent: (tx) => api.createAgent(tx, { name: 'Role test', modelId: w.modelId }),
+  getAgent: (tx) => api.getAgent(tx, { agentId: w.a.agentId }),
+  listAgentsForUser: (tx) => api.listAgentsForUser(tx, { userId: w.a.userId }),
+  shareAgent: (tx) => api.shareAgent(tx, { agentId: w.a.agentId, userId: w.a.otherUserId, role: 'viewer' }),
+  resolveAgent: (tx) => api.resolveAgent(tx, { agentId: w.a.agentId }),
+  createConversation: (tx) => api.createConversation(tx, { userId: w.a.userId, agentId: w.a.agentId }),
+  getConversation: (tx) => api.getConversation(tx, { conversationId }),
+  listConversations: (tx) => api.listConversations(tx, { userId: w.a.userId }),
+  renameConversation: (tx) => api.renameConversation(tx, { conversationId, title: 'Renamed' }),
+  softDeleteConversation: (tx) => api.softDeleteConversation(tx, { conversationId }),
+  restoreConversation: (tx) => api.restoreConversation(tx, { conversationId }),
+  purgeDeletedConversations: (tx) => api.purgeDeletedConversations(tx, { olderThan: new Date('2000-01-01') }),
+  appendMessage: (tx) => api.appendMessage(tx, { conversationId, role: 'user', content: { text: 'hello' } }),
+  listMessages: (tx) => api.listMessages(tx, { conversationId }),
+  getThread: (tx) => api.getThread(tx, { messageId }),
+  createResource: (tx) => api.createResource(tx, { name: 'notes.txt', type: 'text', content: 'notes' }),
+  getResource: (tx) => api.getResource(tx, { resourceId }),
+  listResources: (tx) => api.listResources(tx),
+  addChunks: (tx) => api.addChunks(tx, { resourceId, chunks: [{ content: 'a chunk about roles', embedding }] }),
+  similaritySearch: (tx) => api.similaritySearch(tx, { embedding, k: 3 }),
+  hybridSearch: (tx) => api.hybridSearch(tx, { query: 'roles', embedding, k: 3 }),
+};
+
+/**
+ * (operation, role) pairs the database allows although the package does not, because the role's
+ * grants are broader than its functions: the gateway reads usage (recordUsage reads back the row
+ * of a repeated idempotency key), so it could sum it too; the package keeps analytics to the server.
+ */
+const BROADER_GRANTS = new Set(['costSummary app_gateway']);
+
+beforeAll(async () => {
+  t = await openTestDb();
+  w = await insertChatWorld(t.db);
+  internalName = (await t.db.selectFrom('models').select('internalName').where('id', '=', w.modelId).executeTakeFirstOrThrow()).internalName;
+  ({ apiKey } = await withTenant(t.db, w.a.tenantId, (tx) => api.createUser(tx, { email: 'keyed@example.com', roleId: w.roleId })));
+  await withTenant(t.db, w.a.tenantId, async (tx) => {
+    conversationId = (await api.createConversation(tx, { userId: w.a.userId, agentId: w.a.agentId })).id;
+    messageId = (await api.appendMessage(tx, { conversationId, role: 'user', content: { text: 'first' } })).id;
+    resourceId = (await api.createResource(tx, { name: 'doc.txt', type: 'text', content: 'doc' })).id;
+  });
+});
+afterAll(() => t?.close());
+
+it('the table names every tenant-facing function the package exports', () => {
+  const exported = Object.entries(api)
+    .filter(([, value]) => typeof value === 'function' && value.constructor.name === 'AsyncFunction')
+    .map(([name]) => name);
+  const owner = new Set(['createTenant', 'migrate', 'migrateDown', 'migrationStatus', 'seed', 'syncDatabase', 'getDb', 'closeDb', 'withTenant', 'checkHealth']);
+  const missing = exported.filter((name) => !owner.has(name) && !(name in FUNCTION_ROLES));
+  expect(missing).toEqual([]);
+  expect(Object.keys(calls).sort()).toEqual(Object.keys(FUNCTION_ROLES).sort());
+});
+
+describe.each(ROLES)('as %s', (role) => {
+  const operations = Object.keys(FUNCTION_ROLES) as Operation[];
+  const allowed = operations.filter((op) => (FUNCTION_ROLES[op] as readonly string[]).includes(role));
+  const refused = operations.filter((op) => !allowed.includes(op));
+
+  it.each(allowed)('%s works', async (op) => {
+    await expect(withTenant(t.db, w.a.tenantId, (tx) => calls[op](tx), { role })).resolves.not.toThrow();
+  });
+
+  it.each(refused)('%s fails with a PermissionError naming the role and the operation, before any SQL', async (op) => {
+    const error = await withTenant(t.db, w.a.tenantId, (tx) => calls[op](tx), { role }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PermissionError);
+    expect(error).toMatchObject({ role, operation: op, allowed: FUNCTION_ROLES[op] });
+    expect((error as Error).message).toContain(`role ${role} may not call ${op}`);
+  });
+
+  it.each(refused)('%s is refused by the database too when the package check is bypassed', async (op) => {
+    let outcome = 'not run';
+    await withTenant(t.db, w.a.tenantId, async (tx) => {
+      await sql`select set_config('role', ${role}, true)`.execute(tx); // as app_user for the package, as `role` for the database
+      outcome = await calls[op](tx).then(() => 'allowed', (error: { code?: string }) => error.code ?? String(error));
+    }).catch(() => {}); // a refused statement aborts the transaction: its rollback is expected
+    expect(outcome).toBe(BROADER_GRANTS.has(`${op} ${role}`) ? 'allowed' : '42501');
+  });
+});
+
+// The documented login form, for each service: `create role X login password '…' noinherit in
+// role app_<service>` with DB_APP_ROLE=app_<service>, over one connection, never a superuser.
+describe.runIf(onServer)('each service logging in as the README says', () => {
+  it('the gateway: API keys and models outside withTenant, charges inside', async () => {
+    const login = await createLoginRole(t, 'app_gateway');
+    try {
+      const db = login.open(1);
+      const owner = await api.authenticateApiKey(db, apiKey);
+      expect(owner).toMatchObject({ tenantId: w.a.tenantId });
+      expect((await api.listModels(db)).map((m) => m.id)).toContain(w.modelId);
+      expect((await api.getModelByInternalName(db, internalName)).id).toBe(w.modelId);
+      const usage = await withTenant(db, owner!.tenantId, (tx) =>
+        api.recordUsage(tx, { userId: owner!.userId, modelId: w.modelId, type: 'chat', inputTokens: 1000, outputTokens: 0 }));
+      expect(usage.cost).toBe('0.003'); // 1,000 input tokens at 0.003 per 1k
+      await expect(withTenant(db, owner!.tenantId, (tx) => api.listConversations(tx, { userId: owner!.userId }))).rejects.toBeInstanceOf(PermissionError);
+    } finally {
+      await login.drop();
+    }
+  });
+
+  it('the server: API keys outside withTenant, users inside', async () => {
+    const login = await createLoginRole(t, 'app_server');
+    try {
+      const db = login.open(1);
+      const owner = await api.authenticateApiKey(db, apiKey);
+      const { user } = await withTenant(db, owner!.tenantId, (tx) => api.createUser(tx, { email: `s-${randomUUID()}@example.com`, roleId: w.roleId }));
+      expect(await withTenant(db, owner!.tenantId, (tx) => api.getUser(tx, { userId: user.id }))).toMatchObject({ id: user.id });
+      await expect(api.listModels(db)).rejects.toBeInstanceOf(PermissionError);
+    } finally {
+      await login.drop();
+    }
+  });
+
+  it('the cms: models outside withTenant, conversations and search inside', async () => {
+    const login = await createLoginRole(t, 'app_cms');
+    try {
+      const db = login.open(1);
+      expect((await api.listModels(db)).map((m) => m.id)).toContain(w.modelId);
+      const convo = await withTenant(db, w.a.tenantId, (tx) => api.createConversation(tx, { userId: w.a.userId, agentId: w.a.agentId }));
+      await withTenant(db, w.a.tenantId, (tx) => api.appendMessage(tx, { conversationId: convo.id, role: 'user', content: { text: 'hi' } }));
+      expect((await withTenant(db, w.a.tenantId, (tx) => api.hybridSearch(tx, { query: 'roles', embedding, k: 3 }))).length).toBeGreaterThanOrEqual(0);
+      await expect(api.authenticateApiKey(db, apiKey)).rejects.toBeInstanceOf(PermissionError);
+    } finally {
+      await login.drop();
+    }
+  });
+});
