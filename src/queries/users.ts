@@ -31,7 +31,7 @@ function userColumns(eb: ExpressionBuilder<DB, 'users'>) {
     'createdAt', 'updatedAt',
   ] as const;
 }
-// Keys we generate are `sk_` + 43 base64url characters; TEST_API_KEY may be any 8..256 visible
+// Keys we generate are `sk_` + 43 base64url characters; TEST_API_KEY any 32..256 visible
 // ASCII characters. Anything else cannot be a key: no need to ask the database.
 const API_KEY = /^[\x21-\x7e]{8,256}$/;
 

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import { hashApiKey, isPlausibleApiKey } from '../queries/users.ts';
+import { hashApiKey } from '../queries/users.ts';
 import { SeedError } from './errors.ts';
 
 /** Slug of the tenant the test admin belongs to. */
@@ -8,6 +8,10 @@ export const DEFAULT_TENANT_SLUG = 'default';
 export const TEST_ADMIN_EMAIL = 'admin@default.local';
 /** Role of the test admin (a row of roles.csv). */
 export const TEST_ADMIN_ROLE = 'admin';
+
+/** Fewest characters TEST_API_KEY may have: it is an admin key (generated keys have 46). */
+export const MIN_TEST_API_KEY_LENGTH = 32;
+const TEST_API_KEY = new RegExp(`^[\\x21-\\x7e]{${MIN_TEST_API_KEY_LENGTH},256}$`);
 
 /** What {@link ensureTestAdmin} did: created the user, changed its key hash, or found it as it should be. */
 export type TestAdminOutcome = 'created' | 'updated' | 'unchanged';
@@ -19,8 +23,12 @@ export type TestAdminOutcome = 'created' | 'updated' | 'unchanged';
  * (row-level security does not bind a superuser or BYPASSRLS role).
  */
 export async function ensureTestAdmin(tx: Kysely<any>, apiKey: string): Promise<TestAdminOutcome> {
-  if (!isPlausibleApiKey(apiKey)) {
-    throw new SeedError([], 'TEST_API_KEY must be 8 to 256 visible ASCII characters (no spaces): authenticateApiKey would never accept it; nothing was written');
+  if (!TEST_API_KEY.test(apiKey)) {
+    throw new SeedError(
+      [],
+      `TEST_API_KEY must be ${MIN_TEST_API_KEY_LENGTH} to 256 visible ASCII characters (no spaces), got ${apiKey.length} characters: ` +
+        'it becomes an admin key of the default tenant, so it must be as hard to guess as a generated one; nothing was written',
+    );
   }
   const conn = tx.withoutPlugins();
   await sql`insert into tenants (name, slug) values ('Default', ${DEFAULT_TENANT_SLUG})

@@ -6,8 +6,8 @@ import { seed } from '../../src/seed/seed.ts';
 import { openTestDb, type TestDb } from '../support/test-db.ts';
 import { emptySeedTables, quiet } from './seed-fixtures.ts';
 
-// An operator-chosen key: any 8..256 visible ASCII characters.
-const KEY = 'local-dev-admin-key';
+// An operator-chosen key: any 32..256 visible ASCII characters.
+const KEY = 'local-dev-admin-key-0123456789abcdef';
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
 let t: TestDb;
@@ -73,8 +73,8 @@ describe('TEST_API_KEY', () => {
   });
 
   it('refuses a TEST_API_KEY that could never authenticate, writing nothing', async () => {
-    for (const bad of ['short', 'has a space in it', 'x'.repeat(257)]) {
-      await expect(seed(t.db, { ...quiet, env: { TEST_API_KEY: bad } })).rejects.toThrow(/TEST_API_KEY must be 8 to 256 visible ASCII/);
+    for (const bad of ['aaaaaaaa', 'x'.repeat(31), 'has a space in it but is long enough', 'x'.repeat(257)]) {
+      await expect(seed(t.db, { ...quiet, env: { TEST_API_KEY: bad } })).rejects.toThrow(/TEST_API_KEY must be 32 to 256 visible ASCII/);
     }
     expect(await resolve(`${KEY}-rotated`)).toHaveLength(1);
   });
