@@ -16,8 +16,9 @@ export interface Statement {
 }
 
 /**
- * Runs `fn` under withTenant once and returns every statement it sent, withTenant's own
- * set-up statement first (`begin`/`commit` are not statements of Kysely's and are not listed).
+ * Runs `fn` under withTenant once and returns every statement `fn` sent. withTenant's own set-up
+ * (the signed tenant context) is a compiled query that plugins do not see, and `begin`/`commit`
+ * are not statements of Kysely's: neither is listed (BareClient.tenantTransaction makes them).
  */
 export async function captureStatements(db: Kysely<DB>, tenantId: string, fn: (tx: TenantTx) => Promise<unknown>): Promise<Statement[]> {
   const capture = new QueryRecorder();

@@ -53,19 +53,19 @@ export async function lookupScenarios(backend: Backend, world: World): Promise<R
     const statements: Statement[][] = [];
     for (const t of list) statements.push(await captureStatements(backend.db, t.tenantId, t.call));
     const shape = statements[0]!.length;
-    if (shape !== 2) throw new Error(`${name} sent ${shape - 1} statements; the baseline replays exactly one`);
+    if (shape !== 1) throw new Error(`${name} sent ${shape} statements; the baseline replays exactly one`);
     let rows = 0;
     const samples = await interleaved(
       {
         package: (i) => withTenant(backend.db, list[i % list.length]!.tenantId, list[i % list.length]!.call),
         bareTx: (i) => {
-          const statement = statements[i % statements.length]![1]!;
+          const statement = statements[i % statements.length]![0]!;
           return backend.bare.tenantTransaction(list[i % list.length]!.tenantId, async (q) => {
             rows += (await q(statement.sql, statement.parameters)).length;
           });
         },
         bareStatement: (i) => {
-          const statement = statements[i % statements.length]![1]!;
+          const statement = statements[i % statements.length]![0]!;
           return backend.bare.query(statement.sql, statement.parameters);
         },
       },
