@@ -229,3 +229,48 @@ describe('withTenant', () => {
     expect(ran).toBe(false);
   });
 });
+
+describe('money and rank change only through the paths made for them (as every app role at once: app_user)', () => {
+  it.each([
+    ['raise its own budget', (a: ChatWorld['a']) => `update users set budget = 1000000 where id = '${a.userId}'`],
+    ['raise its own remaining', (a: ChatWorld['a']) => `update users set remaining = coalesce(remaining, 0) + 1000 where id = '${a.userId}'`],
+    ['remove its limit (remaining to NULL)', (a: ChatWorld['a']) => `update users set remaining = null where id = '${a.userId}'`],
+    ['make itself an admin', (a: ChatWorld['a']) => `update users set role_id = 1 where id = '${a.userId}'`],
+    ['re-enable a disabled user', (a: ChatWorld['a']) => `update users set status = 'active' where id = '${a.userId}'`],
+    ['swap in a key it knows', (a: ChatWorld['a']) => `update users set api_key_hash = repeat('a', 64) where id = '${a.userId}'`],
+    ['change its plan', () => `update tenants set plan = 'enterprise'`],
+    ['rewrite its usage', () => `update usage set cost = 0`],
+    ['delete its usage', () => `delete from usage`],
+    ['truncate usage', () => `truncate usage`],
+  ])('cannot %s', async (_, statement) => {
+    await sql`update users set budget = 10, remaining = 5 where id = ${w.a.userId}`.execute(t.db);
+    const outcome = await withTenant(db, w.a.tenantId, (tx) => attempt(tx, statement(w.a)));
+    expect(outcome).toMatch(/^42501: /);
+  });
+
+  it('can lower remaining, as a charge does', async () => {
+    await sql`update users set budget = 10, remaining = 5 where id = ${w.a.userId}`.execute(t.db);
+    const outcome = await withTenant(db, w.a.tenantId, (tx) => attempt(tx, `update users set remaining = remaining - 1 where id = '${w.a.userId}'`));
+    expect(outcome).toEqual([]);
+  });
+});
+
+describe.runIf(onServer)("the login role's own defaults do not reach what the package relies on", () => {
+  it('ALTER ROLE … SET default_transaction_read_only / search_path / role on the login changes nothing for the next connection', async () => {
+    // As the login role itself (SET ROLE back to it), which PostgreSQL lets alter its own defaults.
+    await withTenant(db, w.a.tenantId, async (tx) => {
+      expect(await attempt(tx, `set role ${login!.name}`)).toEqual([]);
+      for (const setting of ['default_transaction_read_only = on', 'search_path = pg_temp, public', 'statement_timeout = 1']) {
+        expect(await attempt(tx, `alter role ${login!.name} set ${setting}`)).toEqual([]);
+      }
+    });
+    const fresh = login!.open(1);
+    const convo = await withTenant(fresh, w.a.tenantId, (tx) => createConversation(tx, { userId: w.a.userId, agentId: w.a.agentId, title: 'still writable' }));
+    expect(convo.title).toBe('still writable');
+    const settings = await withTenant(fresh, w.a.tenantId, (tx) =>
+      sql<{ ro: string; path: string; st: string }>`select current_setting('default_transaction_read_only') as ro,
+        current_setting('search_path') as path, current_setting('statement_timeout') as st`.execute(tx));
+    expect(settings.rows[0]).toMatchObject({ ro: 'off', path: 'public, pg_temp' });
+    expect(settings.rows[0]!.st).not.toBe('1ms');
+  });
+});
