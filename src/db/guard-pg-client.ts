@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import { ConfigError, ConnectionTamperedError, NotFoundError, sqlState } from './errors.ts';
-import { CLEANUP_SQL, ConnectionContext, ENTER_CONTEXT_SQL, OPEN_CONTEXT_SQL } from './tenant-context.ts';
+import { ConnectionTamperedError } from './errors.ts';
+import { CLEANUP_SQL, ConnectionContext, ENTER_CONTEXT_SQL, OPEN_CONTEXT_SQL, tenantContextFailure } from './tenant-context.ts';
 
 type Query = (...args: unknown[]) => Promise<unknown>;
 interface Result {
@@ -78,19 +78,6 @@ export function guardClient(client: pg.PoolClient, nameStatements: ((query: Quer
     }
     return callback === undefined ? named(text, values) : named(text, values, callback);
   };
-}
-
-/** What a failure of the tenant-context statements means for the caller. */
-export function tenantContextFailure(error: unknown, tenantId: string): unknown {
-  const code = sqlState(error);
-  if (code === 'P0002') return new NotFoundError('tenant', tenantId);
-  if (code === '42501' && /permission denied for (schema app|function)/.test((error as Error).message)) {
-    return new ConfigError(
-      `the connection's role may not enter a tenant context (${(error as Error).message}): log in as a member of a ` +
-        `service role and name it with DB_APP_ROLE (app_server, app_gateway, app_cms, or app_user for development); README, "Production roles"`,
-    );
-  }
-  return error;
 }
 
 /**

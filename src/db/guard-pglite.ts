@@ -1,6 +1,5 @@
 import type { PGlite, Transaction } from '@electric-sql/pglite';
-import { tenantContextFailure } from './guard-pg-client.ts';
-import { ConnectionContext, ENTER_CONTEXT_SQL, OPEN_CONTEXT_SQL, PGLITE_CLEANUP_SQL } from './tenant-context.ts';
+import { ConnectionContext, ENTER_CONTEXT_SQL, OPEN_CONTEXT_SQL, PGLITE_CLEANUP_SQL, tenantContextFailure } from './tenant-context.ts';
 
 /**
  * The tenant-context hooks of guard-pg-client.ts for embedded PGlite, which is one connection:

@@ -1,4 +1,5 @@
 import { createHmac, randomBytes } from 'node:crypto';
+import { ConfigError, NotFoundError, sqlState } from './errors.ts';
 
 /**
  * The client half of the signed tenant context (migration 0010). Each physical connection gets a
@@ -73,3 +74,16 @@ export const CLEANUP_SQL =
 /** PGlite runs one statement list in its transaction; the same cleanup, plus DEALLOCATE ALL (it prepares nothing itself). */
 export const PGLITE_CLEANUP_SQL =
   'close all; unlisten *; reset all; reset role; discard temp; deallocate all; select pg_advisory_unlock_all()';
+
+/** What a failure of the tenant-context statements means for the caller. */
+export function tenantContextFailure(error: unknown, tenantId: string): unknown {
+  const code = sqlState(error);
+  if (code === 'P0002') return new NotFoundError('tenant', tenantId);
+  if (code === '42501' && /permission denied for (schema app|function)/.test((error as Error).message)) {
+    return new ConfigError(
+      `the connection's role may not enter a tenant context (${(error as Error).message}): log in as a member of a ` +
+        `service role and name it with DB_APP_ROLE (app_server, app_gateway, app_cms, or app_user for development); README, "Production roles"`,
+    );
+  }
+  return error;
+}
