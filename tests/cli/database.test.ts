@@ -153,7 +153,7 @@ describe('on a fresh embedded store', () => {
   it.runIf(existsSync('/usr/bin/script'))('on a terminal, shows what it will revert and does only on yes', async () => {
     const onTerminal = (answer: string) =>
       new Promise<Run>((done, failed) => {
-        const command = [NODE, bin, 'migrate', 'down', '--to', ALL[4]!].map((a) => `'${a}'`).join(' ');
+        const command = [NODE, bin, 'migrate', 'down', '--to', ALL.at(-3)!].map((a) => `'${a}'`).join(' ');
         const child = spawn('/usr/bin/script', ['-qec', command, '/dev/null'], {
           cwd: work,
           env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', TERM: 'dumb', ...env },
@@ -167,14 +167,14 @@ describe('on a fresh embedded store', () => {
     const no = await onTerminal('n');
     expect(no.code).toBe(1);
     expect(no.stdout).toContain(`about to revert 2 migrations, newest first`);
-    expect(no.stdout).toContain(`  ${ALL[5]}\r\n  ${ALL[4]}`);
+    expect(no.stdout).toContain(`  ${ALL.at(-2)}\r\n  ${ALL.at(-3)}`);
     expect(no.stdout).toContain(`revert 2 migrations on ${target()}? [y/N]`);
     expect(no.stdout).toContain('nothing was reverted');
     const kept = await database(['migrate', 'status', '--json'], env);
     expect(statusJson(kept).migrations.filter((m) => m.state === 'applied')).toHaveLength(ALL.length - 1);
     const yes = await onTerminal('y');
     expect(yes.code).toBe(0);
-    expect(yes.stdout).toContain(`reverted ${ALL[5]}, ${ALL[4]}`);
+    expect(yes.stdout).toContain(`reverted ${ALL.at(-2)}, ${ALL.at(-3)}`);
   });
 });
 

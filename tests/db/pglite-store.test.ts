@@ -233,7 +233,7 @@ describe('the embedded store has one writer', () => {
     const store = join(tempDir(), 'store');
     mkdirSync(store);
     writeFileSync(join(store, 'base'), 'a file where PostgreSQL keeps a directory');
-    const start = new Child(['src/cli/start.ts'], childEnv({ DB_STORAGE: store }));
+    const start = new Child(['src/cli/database.ts', 'start'], childEnv({ DB_STORAGE: store }));
     expect(await start.exited).toEqual({ code: 1, signal: null });
     // PGlite's file system rejects with an ErrnoError that is not an Error: once "start: [object Object]".
     expect(start.stderr).toContain(
@@ -246,12 +246,13 @@ describe('the embedded store has one writer', () => {
     const store = join(tempDir(), 'store');
     // Given relative to the working directory, as `.data/pglite` is: every message shows it absolute.
     const env = childEnv({ DB_STORAGE: relative(ROOT, store) });
-    const starts = [new Child(['src/cli/start.ts'], env), new Child(['src/cli/start.ts'], env)];
+    const starts = [new Child(['src/cli/database.ts', 'start'], env), new Child(['src/cli/database.ts', 'start'], env)];
     const exits = await Promise.all(starts.map((s) => s.exited));
     const winner = starts.find((_, i) => exits[i]!.code === 0);
     const loser = starts.find((_, i) => exits[i]!.code === 1);
     expect(winner && loser, `${starts.map((s) => s.stdout + s.stderr).join('\n---\n')}`).toBeTruthy();
-    expect(winner!.stdout).toContain(`database: embedded PGlite at ${store}\n`);
+    // The target first, absolute (describeTarget).
+    expect(winner!.stdout.split('\n')[0]).toBe(`embedded ${store}`);
     expect(loser!.stderr).toMatch(new RegExp(`^start: embedded database ${store} is in use by pid ${winner!.pid} `, 'm'));
     expect(existsSync(join(store, LOCK_FILE))).toBe(false);
     await withStore(store, async (db) => {
