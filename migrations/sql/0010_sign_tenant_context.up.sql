@@ -20,6 +20,11 @@
 -- connection, rewritten at every tenant transaction) and emptied by a crash, when every
 -- connection is gone anyway. It cannot be written on a hot standby: tenant transactions need
 -- the primary.
+-- Citus (not handled here): workers evaluate the policies in backends of their own, where
+-- pg_backend_pid() and this table say nothing about the coordinator's session. There the verified
+-- context has to travel with the statement (SET LOCAL, which Citus propagates to the workers) and
+-- be checked against a key the workers can read; the signature and the counter carry over, the
+-- per-backend storage does not.
 
 create unlogged table app.tenant_contexts (
   pid           integer primary key,
