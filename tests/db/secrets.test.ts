@@ -74,7 +74,7 @@ describe('the envelope', () => {
       }
     })();
     expect(error).toMatchObject({ name: 'SecretError', reason: 'unknown-key', keyId: 'k1', binding: here });
-    expect(error.message).toBe('providers.api_key:2 is encrypted under key id k1, which DB_SECRET_KEYS does not hold (it holds k2): add that key to DB_SECRET_KEYS');
+    expect((error as SecretError).message).toBe('providers.api_key:2 is encrypted under key id k1, which DB_SECRET_KEYS does not hold (it holds k2): add that key to DB_SECRET_KEYS');
   });
 
   it('plaintext and garbage are refused, not returned', () => {
