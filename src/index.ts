@@ -51,6 +51,15 @@ export {
 } from './queries/users.ts';
 export { can } from './queries/authz.ts';
 export { listModels, getModelByInternalName, type Model, type ModelType } from './queries/models.ts';
+export { getProviderCredentials, type ProviderCredentials } from './queries/providers.ts';
+export {
+  setUserToolCredential,
+  getUserToolCredential,
+  deleteUserToolCredential,
+  listUserTools,
+  MAX_CREDENTIAL_BYTES,
+  type UserTool,
+} from './queries/user-tools.ts';
 export {
   createAgent,
   getAgent,
@@ -111,6 +120,10 @@ export {
   type HybridChunk,
 } from './queries/vectors.ts';
 
+// Secrets at rest.
+export { rotateSecrets, type RotateSecretsOptions, type SecretRotation, type ColumnRotation } from './db/rotate-secrets.ts';
+export { SecretKeyRing, parseSecretKeys, generateSecretKey } from './db/secrets.ts';
+
 // Errors.
 export {
   BudgetExceededError,
@@ -118,6 +131,8 @@ export {
   ConnectionError,
   MigrationError,
   NotFoundError,
+  PermissionError,
+  SecretError,
   StoreLockedError,
   StoreOpenError,
   TenantContextError,

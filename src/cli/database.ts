@@ -19,6 +19,7 @@ commands:
   migrate status [--json]                 applied, pending, changed and missing migrations
   migrate create NAME                     write the next NNNN_NAME.up.sql / .down.sql
   seed [--dir PATH] [--force]             load the seed data (data/*.csv)
+  secrets rotate [--yes]                  re-encrypt every secret under the current key (DB_SECRET_KEYS)
   status                                  versions, migrations, tables with row counts and RLS
   start                                   migrate + seed + status (what a service's getDb() does)
 
@@ -30,6 +31,7 @@ exit codes: 0 done, 1 failed or refused (nothing half-applied), 2 bad command li
 const COMMANDS: Record<string, () => Promise<(args: string[]) => Promise<number>>> = {
   migrate: async () => (await import('./migrate.ts')).runMigrate,
   seed: async () => (await import('./seed.ts')).runSeed,
+  secrets: async () => (await import('./secrets.ts')).runSecrets,
   status: async () => (await import('./status.ts')).runStatus,
   start: async () => (await import('./start.ts')).runStart,
 };

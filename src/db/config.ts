@@ -1,5 +1,7 @@
 import { resolve } from 'node:path';
 import { ConfigError } from './errors.ts';
+import { secretKeysFromEnv } from './secret-keys.ts';
+import type { SecretKeyRing } from './secrets.ts';
 
 /** Settings of a `pg` Pool; every field has a default (see {@link loadConfig}). */
 export interface PostgresConfig {
@@ -27,6 +29,9 @@ export interface PostgresConfig {
    *  setting, so `RESET ROLE` returns to it) and withTenant uses it. Unset: the login's own role
    *  outside withTenant, and withTenant uses `app_user` (development and tests). */
   appRole?: AppRole | undefined;
+  /** The keys secrets at rest are sealed and opened with (DB_SECRET_KEYS, DB_SECRET_KEY_ID; README,
+   *  "Secrets"). Unset: storing a secret is a ConfigError. */
+  secretKeys?: SecretKeyRing | undefined;
 }
 
 /** Embedded PostgreSQL (PGlite with pgvector) in this process. */
@@ -40,6 +45,10 @@ export interface PgliteConfig {
   /** The role withTenant uses by default (DB_APP_ROLE; default `app_user`). PGlite has no logins:
    *  it only switches to this role inside withTenant. */
   appRole?: AppRole | undefined;
+  /** The keys secrets at rest are sealed and opened with (DB_SECRET_KEYS, DB_SECRET_KEY_ID). Unset,
+   *  a directory store uses the key file `<storage>.secret-key`, created when a secret is first
+   *  stored (README, "Secrets"); `memory://` has none. */
+  secretKeys?: SecretKeyRing | undefined;
 }
 
 export type DbConfig = PostgresConfig | PgliteConfig;
@@ -83,10 +92,12 @@ export function loadConfig(env: Env = process.env): DbConfig {
     return postgresConfig({ connectionString: url }, env);
   }
   const role = nonEmpty(env.DB_APP_ROLE);
+  const secretKeys = secretKeysFromEnv(env);
   return {
     kind: 'pglite',
     storage: resolveStorage(nonEmpty(env.DB_STORAGE) ?? '.data/pglite'),
     ...(role === undefined ? {} : { appRole: appRole(role) }),
+    ...(secretKeys === undefined ? {} : { secretKeys }),
   };
 }
 
@@ -117,6 +128,7 @@ export function postgresConfig(given: Partial<Omit<PostgresConfig, 'kind'>>, env
     applicationName: given.applicationName ?? 'database',
     preparedStatements: given.preparedStatements ?? flagEnv(env, 'DB_PREPARED_STATEMENTS', true),
     appRole: given.appRole ?? (nonEmpty(env.DB_APP_ROLE) === undefined ? undefined : appRole(nonEmpty(env.DB_APP_ROLE))),
+    secretKeys: given.secretKeys ?? secretKeysFromEnv(env),
   };
 }
 

@@ -7,6 +7,7 @@ import { guardClient, releaseOf } from './guard-pg-client.ts';
 import { guardPglite } from './guard-pglite.ts';
 import { openPglite } from './pglite-store.ts';
 import { nameStatements } from './prepared-statements.ts';
+import { registerSecretKeys } from './secret-keys.ts';
 import type { DB } from './schema.generated.ts';
 import { describeTarget } from './target.ts';
 import { VectorPlugin } from './vector.ts';
@@ -59,6 +60,7 @@ export function createDb(config: DbConfig = loadConfig(), options: CreateDbOptio
     });
   }
   if (config.appRole !== undefined) appRoles.set(db.getExecutor().adapter, config.appRole);
+  registerSecretKeys(db, config);
   return db;
 }
 

@@ -190,3 +190,32 @@ export class StoreOpenError extends Error {
     this.path = path;
   }
 }
+
+/** Why a secret could not be opened (see {@link SecretError}). */
+export type SecretFailure = 'plaintext' | 'malformed' | 'unknown-key' | 'undecryptable';
+
+/**
+ * An encrypted value (README, "Secrets") could not be opened. `binding` names where it lives
+ * (`providers.api_key:2`, `user_tools.credential:<tenant>:<user>:<tool>`), `keyId` the key it
+ * was sealed with; `reason`: `plaintext` (stored before encryption: `database secrets rotate`
+ * encrypts it), `malformed`, `unknown-key` (the ring lacks that key id), `undecryptable` (changed,
+ * copied from another row, or sealed with another key of that id). Never carries key material.
+ */
+export class SecretError extends Error {
+  override readonly name = 'SecretError';
+  readonly binding: string;
+  readonly keyId: string | undefined;
+  readonly reason: SecretFailure;
+  constructor(binding: string, keyId: string | undefined, reason: SecretFailure, ring?: { source: string; ids: string[] }) {
+    const why = {
+      plaintext: 'is stored in plaintext, not encrypted: `npx database secrets rotate` encrypts it',
+      malformed: 'is not a valid encrypted value (v1.<key id>.<iv>.<ciphertext>)',
+      'unknown-key': `is encrypted under key id ${keyId}, which ${ring?.source ?? 'the key ring'} does not hold (it holds ${ring?.ids.join(', ') ?? 'none'}): add that key to DB_SECRET_KEYS`,
+      undecryptable: `does not decrypt under key ${keyId}: it was changed or copied from another row, or ${keyId} is not the key it was encrypted with`,
+    }[reason];
+    super(`${binding} ${why}`);
+    this.binding = binding;
+    this.keyId = keyId;
+    this.reason = reason;
+  }
+}

@@ -27,6 +27,8 @@ export const FUNCTION_ROLES = {
   listModels: ['app_gateway', 'app_cms'],
   getModelByInternalName: ['app_gateway', 'app_cms'],
   recordUsage: ['app_gateway'],
+  // The key the gateway calls a provider with, decrypted: the gateway only.
+  getProviderCredentials: ['app_gateway'],
   // Agents, conversations, messages, resources, vectors: the cms.
   createAgent: ['app_cms'],
   getAgent: ['app_cms'],
@@ -49,6 +51,11 @@ export const FUNCTION_ROLES = {
   addChunks: ['app_cms'],
   similaritySearch: ['app_cms'],
   hybridSearch: ['app_cms'],
+  // A user's tools and their credentials (decrypted for the cms, which runs the tools).
+  setUserToolCredential: ['app_cms'],
+  getUserToolCredential: ['app_cms'],
+  deleteUserToolCredential: ['app_cms'],
+  listUserTools: ['app_cms'],
 } as const satisfies Record<string, readonly ServiceRole[]>;
 
 /** A function of the package that a service role calls. */

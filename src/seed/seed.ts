@@ -86,7 +86,9 @@ const SEED_LOCK_KEY = 7_305_114_204;
  * `env:` only the variables its env-allowlist.txt declares. Everything that can be checked is
  * checked before anything is written; any problem (also a row the database refuses) is a
  * SeedError listing every problem as file:line:column, with `env:` values masked, and nothing is
- * written. A second run with the same files writes nothing. Identity sequences are moved past the
+ * written. providers.api_key is written encrypted (README, "Secrets"), compared by its plaintext,
+ * and a key stored in plaintext before migration 0012 is encrypted; a value to store with no
+ * secret key configured is a ConfigError. A second run with the same files writes nothing. Identity sequences are moved past the
  * ids the files give. Needs the migrated schema.
  *
  * @example

@@ -4,6 +4,7 @@ import type { ColumnInfo } from './columns.ts';
 import type { SeedProblem } from './errors.ts';
 import { hashOf, ledgerJoin, recordRows, textArray, type LedgerEntry, type RowHashes } from './ledger.ts';
 import type { LoadedFile, SeedRow } from './load.ts';
+import { compareSealed, sealSecret, takeSealedFields } from './sealed-columns.ts';
 
 /** A catalog row the seed did not write as its file gives it (kept), or overwrote with `force`. */
 export interface SeedRowRef {
@@ -61,6 +62,8 @@ interface RowState {
   db: (string | null)[];
   csv: (string | null)[];
   ledger: RowHashes | null;
+  /** Per sealed column (in the order asked for): the stored text, to compare by its plaintext. */
+  stored: (string | null)[];
 }
 
 /**
@@ -81,15 +84,37 @@ interface RowState {
 export async function writeRows(tx: Kysely<any>, loaded: LoadedFile, options: { force: boolean }, problems: SeedProblem[]): Promise<WriteOutcome> {
   const outcome: WriteOutcome = { inserted: 0, updated: 0, unchanged: 0, recorded: 0, kept: [], overwritten: [], absent: [] };
   const shape = shapeOf(loaded);
-  const states = await readStates(tx, loaded, shape);
+  // Encrypted columns (providers.api_key): compared by plaintext here, not by the hash of their
+  // random ciphertext in SQL, so that a second run with the same value writes nothing.
+  const sealed = takeSealedFields(tx, loaded);
+  const states = await readStates(tx, loaded, shape, sealed.fields.map((f) => f.position));
 
   const stateOf = new Map(loaded.rows.map((row, i) => [row, states[i]!] as const));
   const shownKey = (key: string[]) => (key.length === 1 ? key[0]! : `(${key.join(', ')})`);
   const inserts: SeedRow[] = [];
   const updates = new Map<string, SeedRow[]>(); // by the set of absent columns: one statement shape each
   const ledger = new Map<SeedRow, LedgerEntry>();
+  const queueUpdate = (row: SeedRow) => {
+    const mask = [...row.absent.keys()].sort((a, b) => a - b).join(',');
+    const group = updates.get(mask) ?? [];
+    group.push(row);
+    updates.set(mask, group);
+  };
   loaded.rows.forEach((row, index) => {
     const state = states[index]!;
+    let reseal = false;
+    sealed.fields.forEach(({ position, binding }, i) => {
+      const plaintext = sealed.plaintexts.get(row)?.get(position);
+      if (plaintext === undefined) return; // NULL, or an unset env: variable
+      const where = binding(state.key);
+      if (state.exists) {
+        const verdict = compareSealed(sealed.ring!, state.stored[i]!, plaintext, where);
+        const at = shape.data.indexOf(position);
+        state.csv[at] = verdict === 'differs' ? 'unlike the stored value' : state.db[at]!;
+        if (verdict === 'reseal') reseal = true;
+      }
+      row.values[position] = sealSecret(sealed.ring!, plaintext, where);
+    });
     const ref = (reason: SeedRowRef['reason'], columns: string[]): SeedRowRef => ({
       table: loaded.table.name,
       key: shownKey(state.key),
@@ -133,6 +158,11 @@ export async function writeRows(tx: Kysely<any>, loaded: LoadedFile, options: { 
     const changed = recorded === null ? [] : written.filter((p) => name(p) in recorded && recorded[name(p)] !== state.db[at(p)]);
     const hashesOf = (side: (string | null)[]) => Object.fromEntries(written.map((p) => [name(p), side[at(p)]!]));
 
+    if (differs.length === 0 && reseal) {
+      // Equal to its line but stored in plaintext (before migration 0012): encrypted, not a change.
+      queueUpdate(row);
+      return;
+    }
     if (differs.length === 0) {
       const entry = { ...(recorded ?? {}), ...hashesOf(state.db) };
       // A missing entry, or one that lacks a column or holds another hash for it: brought up to date.
@@ -149,10 +179,7 @@ export async function writeRows(tx: Kysely<any>, loaded: LoadedFile, options: { 
       return;
     }
     if (conflict !== undefined) outcome.overwritten.push(conflict);
-    const mask = [...row.absent.keys()].sort((a, b) => a - b).join(',');
-    const group = updates.get(mask) ?? [];
-    group.push(row);
-    updates.set(mask, group);
+    queueUpdate(row);
   });
   if (problems.length > 0) return outcome;
 
@@ -235,7 +262,7 @@ function storedHashes(loaded: LoadedFile, shape: Shape): RawBuilder<(string | nu
  * hashes of its stored values and of its line's values (cast to the column's full type, as a
  * write would store them), and its ledger entry. In load order.
  */
-async function readStates(tx: Kysely<any>, loaded: LoadedFile, shape: Shape): Promise<RowState[]> {
+async function readStates(tx: Kysely<any>, loaded: LoadedFile, shape: Shape, sealed: number[]): Promise<RowState[]> {
   const states: RowState[] = [];
   const size = batchSize(loaded);
   const table = sql.table(loaded.table.name);
@@ -243,18 +270,19 @@ async function readStates(tx: Kysely<any>, loaded: LoadedFile, shape: Shape): Pr
     const batch = loaded.rows.slice(start, start + size);
     // FOR UPDATE cannot lock the nullable side of the outer join below: lock first, then read.
     await sql`select from ${table} as cur join ${valuesOf(loaded, batch, start)} on ${keyMatch(loaded, shape)} for update of cur`.execute(tx);
-    const { rows } = await sql<{ i: number; key: string[]; exists: boolean; db: (string | null)[]; csv: (string | null)[]; ledger: RowHashes | null }>`
+    const { rows } = await sql<{ i: number; key: string[]; exists: boolean; db: (string | null)[]; csv: (string | null)[]; ledger: RowHashes | null; stored: (string | null)[] }>`
       select v.i::int as i,
              ${textArray(shape.key.map((p) => sql`(${typed(loaded.columns[p]!, p)})::text`))} as key,
              cur.${sql.id(loaded.columns[shape.key[0]!]!.name)} is not null as exists,
              ${storedHashes(loaded, shape)} as db,
              ${textArray(shape.data.map((p) => hashOf(sql`(${typed(loaded.columns[p]!, p, 'full')})::text`)))} as csv,
-             l.hashes as ledger
+             l.hashes as ledger,
+             ${textArray(sealed.map((p) => sql`cur.${sql.id(loaded.columns[p]!.name)}::text`))} as stored
       from ${valuesOf(loaded, batch, start)}
       left join ${table} as cur on ${keyMatch(loaded, shape)}
       ${ledgerJoin(loaded.table.name, storedKey(loaded, shape), 'l')}
       order by v.i`.execute(tx);
-    for (const row of rows) states.push({ key: row.key, exists: row.exists, db: row.db, csv: row.csv, ledger: row.ledger });
+    for (const row of rows) states.push({ key: row.key, exists: row.exists, db: row.db, csv: row.csv, ledger: row.ledger, stored: row.stored });
   }
   return states;
 }

@@ -2,18 +2,24 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NotFoundError } from '../../src/db/errors.ts';
 import { withTenant } from '../../src/db/tenant.ts';
 import { getModelByInternalName, listModels } from '../../src/queries/models.ts';
+import { providerKeyBinding } from '../../src/db/secret-bindings.ts';
+import { sealSecret } from '../../src/db/secrets.ts';
+import { testRing } from '../support/secret-keys.ts';
 import { insertTenant } from '../support/fixtures.ts';
 import { openTestDb, type TestDb } from '../support/test-db.ts';
 
 let t: TestDb;
 let tenantId: string;
+let sealedKey: string;
 beforeAll(async () => {
   t = await openTestDb();
   const [bedrock, mock] = await t.db
     .insertInto('providers')
-    .values([{ name: 'bedrock', apiKey: 'secret-bedrock-key' }, { name: 'mock', apiKey: null }])
+    .values([{ name: 'bedrock' }, { name: 'mock', apiKey: null }])
     .returning('id')
     .execute();
+  sealedKey = sealSecret(testRing, 'secret-bedrock-key', providerKeyBinding(bedrock!.id));
+  await t.db.updateTable('providers').set({ apiKey: sealedKey }).where('id', '=', bedrock!.id).execute();
   await t.db
     .insertInto('models')
     .values([
@@ -35,6 +41,7 @@ describe('listModels', () => {
     expect(models[0]).toMatchObject({ providerName: 'bedrock', cost1kInput: '0.003', cost1kOutput: '0.015', cost1kCacheRead: '0.0003', cost1kCacheWrite: '0' });
     expect(models[2]!.defaultParameters).toEqual({ temperature: 0 });
     expect(JSON.stringify(models)).not.toContain('secret-bedrock-key');
+    expect(JSON.stringify(models)).not.toContain(sealedKey);
   });
 
   it('filters by type, and works as app_user inside a tenant', async () => {

@@ -16,6 +16,7 @@ import { withTenant } from '../../src/db/tenant.ts';
 import * as api from '../../src/index.ts';
 import { insertChatWorld, type ChatWorld } from '../support/conversation-fixtures.ts';
 import { createLoginRole } from '../support/login-role.ts';
+import { testRing } from '../support/secret-keys.ts';
 import { onServer, openTestDb, type TestDb } from '../support/test-db.ts';
 
 const ROLES: ServiceRole[] = ['app_server', 'app_gateway', 'app_cms'];
@@ -27,6 +28,9 @@ let apiKey: string;
 let conversationId: string;
 let messageId: string;
 let resourceId: string;
+let providerId: number;
+let toolId: number;
+let otherToolId: number;
 const embedding = Array.from({ length: 1536 }, (_, i) => (i === 0 ? 1 : 0.001));
 
 /** One call of each function, with parameters that work for the tenant A of the chat world. */
@@ -63,6 +67,11 @@ const calls: Record<Operation, (tx: TenantTx) => Promise<unknown>> = {
   addChunks: (tx) => api.addChunks(tx, { resourceId, chunks: [{ content: 'a chunk about roles', embedding }] }),
   similaritySearch: (tx) => api.similaritySearch(tx, { embedding, k: 3 }),
   hybridSearch: (tx) => api.hybridSearch(tx, { query: 'roles', embedding, k: 3 }),
+  getProviderCredentials: (tx) => api.getProviderCredentials(tx, { providerId }),
+  setUserToolCredential: (tx) => api.setUserToolCredential(tx, { userId: w.a.userId, toolId, credential: { token: 'role-test' } }),
+  getUserToolCredential: (tx) => api.getUserToolCredential(tx, { userId: w.a.userId, toolId }),
+  deleteUserToolCredential: (tx) => api.deleteUserToolCredential(tx, { userId: w.a.userId, toolId: otherToolId }),
+  listUserTools: (tx) => api.listUserTools(tx, { userId: w.a.userId }),
 };
 
 /**
@@ -73,14 +82,16 @@ const calls: Record<Operation, (tx: TenantTx) => Promise<unknown>> = {
 const BROADER_GRANTS = new Set(['costSummary app_gateway']);
 
 beforeAll(async () => {
-  t = await openTestDb();
+  t = await openTestDb({ secretKeys: testRing });
   w = await insertChatWorld(t.db);
-  internalName = (await t.db.selectFrom('models').select('internalName').where('id', '=', w.modelId).executeTakeFirstOrThrow()).internalName;
+  ({ internalName, providerId } = await t.db.selectFrom('models').select(['internalName', 'providerId']).where('id', '=', w.modelId).executeTakeFirstOrThrow());
+  [toolId, otherToolId] = (await t.db.insertInto('tools').values([{ name: 'role-tool', type: 'builtin' }, { name: 'other-role-tool', type: 'builtin' }]).returning('id').execute()).map((r) => r.id) as [number, number];
   ({ apiKey } = await withTenant(t.db, w.a.tenantId, (tx) => api.createUser(tx, { email: 'keyed@example.com', roleId: w.roleId })));
   await withTenant(t.db, w.a.tenantId, async (tx) => {
     conversationId = (await api.createConversation(tx, { userId: w.a.userId, agentId: w.a.agentId })).id;
     messageId = (await api.appendMessage(tx, { conversationId, role: 'user', content: { text: 'first' } })).id;
     resourceId = (await api.createResource(tx, { name: 'doc.txt', type: 'text', content: 'doc' })).id;
+    await api.setUserToolCredential(tx, { userId: w.a.userId, toolId, credential: { token: 'fixture' } });
   });
 });
 afterAll(() => t?.close());
@@ -89,7 +100,7 @@ it('the table names every tenant-facing function the package exports', () => {
   const exported = Object.entries(api)
     .filter(([, value]) => typeof value === 'function' && value.constructor.name === 'AsyncFunction')
     .map(([name]) => name);
-  const owner = new Set(['createTenant', 'migrate', 'migrateDown', 'migrationStatus', 'seed', 'syncDatabase', 'getDb', 'closeDb', 'withTenant', 'checkHealth']);
+  const owner = new Set(['createTenant', 'migrate', 'migrateDown', 'migrationStatus', 'seed', 'syncDatabase', 'getDb', 'closeDb', 'withTenant', 'checkHealth', 'rotateSecrets']);
   const missing = exported.filter((name) => !owner.has(name) && !(name in FUNCTION_ROLES));
   expect(missing).toEqual([]);
   expect(Object.keys(calls).sort()).toEqual(Object.keys(FUNCTION_ROLES).sort());
@@ -132,6 +143,7 @@ describe.runIf(onServer)('each service logging in as the README says', () => {
       expect(owner).toMatchObject({ tenantId: w.a.tenantId });
       expect((await api.listModels(db)).map((m) => m.id)).toContain(w.modelId);
       expect((await api.getModelByInternalName(db, internalName)).id).toBe(w.modelId);
+      expect(await api.getProviderCredentials(db, { providerId })).toMatchObject({ providerId, apiKey: null });
       const usage = await withTenant(db, owner!.tenantId, (tx) =>
         api.recordUsage(tx, { userId: owner!.userId, modelId: w.modelId, type: 'chat', inputTokens: 1000, outputTokens: 0 }));
       expect(usage.cost).toBe('0.003'); // 1,000 input tokens at 0.003 per 1k

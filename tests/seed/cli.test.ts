@@ -5,8 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb } from '../../src/db/create-db.ts';
 import { migrate } from '../../src/db/migrator.ts';
 import type { DB } from '../../src/db/schema.generated.ts';
+import { TEST_SECRET_KEYS } from '../support/secret-keys.ts';
 import { onServer, openTestDb, type TestDb } from '../support/test-db.ts';
-import { copyData, edit, removeDataCopies, snapshot, tempDir } from './seed-fixtures.ts';
+import { copyData, edit, providerKey, removeDataCopies, snapshot, tempDir } from './seed-fixtures.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const NODE = fileURLToPath(new URL('../../node_modules/.bin/node', import.meta.url));
@@ -41,7 +42,7 @@ async function target(migrated: boolean): Promise<Target> {
 function runSeed(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const inherited = Object.fromEntries(
     Object.entries(process.env).filter(
-      ([name]) => !/^(PG[A-Z]+|DATABASE_URL|TEST_DATABASE_URL|DB_STORAGE|TEST_API_KEY|GEMINI_API_KEY)$/.test(name),
+      ([name]) => !/^(PG[A-Z]+|DATABASE_URL|TEST_DATABASE_URL|DB_STORAGE|TEST_API_KEY|GEMINI_API_KEY|DB_SECRET_KEYS|DB_SECRET_KEY_ID)$/.test(name),
     ),
   );
   return new Promise((done, failed) => {
@@ -88,12 +89,11 @@ describe('npm run seed', () => {
   });
 
   it('loads data/ and prints what it did per file and in total', async () => {
-    const { code, stdout } = await runSeed([], { ...migrated.env, GEMINI_API_KEY: 'from-the-environment' });
+    const { code, stdout } = await runSeed([], { ...migrated.env, GEMINI_API_KEY: 'from-the-environment', DB_SECRET_KEYS: TEST_SECRET_KEYS });
     expect(code).toBe(0);
     expect(stdout).toMatch(/^ {2}models\.csv +→ models +\d+ inserted, \d+ updated, \d+ unchanged$/m);
     expect(stdout).toMatch(/^seed: 58 rows in 9 files from data: /m);
-    const google = await migrated.use((db) => db.selectFrom('providers').select('apiKey').where('name', '=', 'google').executeTakeFirstOrThrow());
-    expect(google.apiKey).toBe('from-the-environment');
+    expect(await migrated.use((db) => providerKey(db))).toBe('from-the-environment'); // sealed with DB_SECRET_KEYS
   });
 
   it('on a database without the schema, fails and says to run npm run migrate', async () => {

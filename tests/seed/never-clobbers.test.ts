@@ -1,12 +1,15 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { seed } from '../../src/seed/seed.ts';
+import { providerKeyBinding } from '../../src/db/secret-bindings.ts';
+import { sealSecret } from '../../src/db/secrets.ts';
+import { testRing } from '../support/secret-keys.ts';
 import { openTestDb, type TestDb } from '../support/test-db.ts';
-import { copyData, edit, emptySeedTables, ledgerEntry, quiet, removeDataCopies, snapshot } from './seed-fixtures.ts';
+import { copyData, edit, emptySeedTables, ledgerEntry, providerKey, quiet, removeDataCopies, snapshot } from './seed-fixtures.ts';
 
 let t: TestDb;
 beforeAll(async () => {
-  t = await openTestDb();
+  t = await openTestDb({ secretKeys: testRing });
 });
 beforeEach(async () => {
   // Each test starts from data/ freshly seeded (ledger included).
@@ -22,8 +25,9 @@ const modelCost = async (id: number) =>
   (await t.db.selectFrom('models').select('cost1kInput').where('id', '=', id).executeTakeFirstOrThrow()).cost1kInput;
 const promptContent = async (id: number) =>
   (await t.db.selectFrom('prompts').select('content').where('id', '=', id).executeTakeFirstOrThrow()).content;
-const googleKey = async () =>
-  (await t.db.selectFrom('providers').select('apiKey').where('name', '=', 'google').executeTakeFirstOrThrow()).apiKey;
+const googleKey = () => providerKey(t.db);
+/** An operator storing google's key by hand: sealed, as migration 0012 requires. */
+const operatorKey = sealSecret(testRing, 'set-by-the-operator', providerKeyBinding(2));
 
 describe('the seed never clobbers a row changed since it last wrote it', () => {
   it("an operator's runtime change survives a re-seed, and the run reports it", async () => {
@@ -127,17 +131,17 @@ describe('an env: variable that is unset never wipes a stored value', () => {
 
   it('a new row gets NULL, and a key an operator stored since is kept when the variable appears', async () => {
     expect(await googleKey()).toBeNull(); // seeded without the variable: a new row, NULL
-    await sql`update providers set api_key = 'set-by-the-operator' where name = 'google'`.execute(t.db);
+    await sql`update providers set api_key = ${operatorKey} where name = 'google'`.execute(t.db);
     const summary = await seed(t.db, { ...quiet, env: { GEMINI_API_KEY: 'AIza-from-env' } });
     expect(await googleKey()).toBe('set-by-the-operator');
     expect(summary.kept).toEqual([expect.objectContaining({ table: 'providers', key: '2', columns: ['api_key'] })]);
   });
 
   it('force still keeps the stored value of an unset variable', async () => {
-    await sql`update providers set api_key = 'set-by-the-operator', endpoint = 'https://example.test' where name = 'google'`.execute(t.db);
+    await sql`update providers set api_key = ${operatorKey}, endpoint = 'https://example.test' where name = 'google'`.execute(t.db);
     const summary = await seed(t.db, { ...quiet, force: true });
     const row = await t.db.selectFrom('providers').select(['apiKey', 'endpoint']).where('name', '=', 'google').executeTakeFirstOrThrow();
-    expect(row).toEqual({ apiKey: 'set-by-the-operator', endpoint: 'https://generativelanguage.googleapis.com/v1beta' });
+    expect(row).toEqual({ apiKey: operatorKey, endpoint: 'https://generativelanguage.googleapis.com/v1beta' });
     expect(summary.overwritten).toEqual([expect.objectContaining({ table: 'providers', key: '2', columns: ['endpoint'] })]);
   });
 });

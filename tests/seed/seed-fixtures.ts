@@ -3,7 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql, type Kysely } from 'kysely';
 import { DEFAULT_DATA_DIR, SEED_FILES } from '../../src/seed/files.ts';
+import { providerKeyBinding } from '../../src/db/secret-bindings.ts';
+import { openSecret, type SecretKeyRing } from '../../src/db/secrets.ts';
 import { publicTables } from '../support/fixtures.ts';
+import { testRing } from '../support/secret-keys.ts';
 
 /** Seed options that keep the test output clean and the environment out (no TEST_API_KEY, no GEMINI_API_KEY). */
 export const quiet = { env: {}, log: () => {}, warn: () => {} };
@@ -106,4 +109,16 @@ export async function snapshot(db: Kysely<any>): Promise<Record<string, unknown>
   const { rows } = await sql`select sequencename, last_value from pg_sequences where schemaname = 'public' order by 1`.execute(conn);
   result['(sequences)'] = rows;
   return result;
+}
+
+/** providers.api_key of a provider as stored (sealed, or NULL), read as the owner. */
+export async function storedProviderKey(db: Kysely<any>, id = 2): Promise<string | null> {
+  const { rows } = await sql<{ api_key: string | null }>`select api_key from providers where id = ${id}`.execute(db.withoutPlugins());
+  return rows[0]!.api_key;
+}
+
+/** providers.api_key of a provider, opened with `ring` (default the tests' ring); null when NULL. */
+export async function providerKey(db: Kysely<any>, id = 2, ring: SecretKeyRing = testRing): Promise<string | null> {
+  const stored = await storedProviderKey(db, id);
+  return stored === null ? null : openSecret(ring, stored, providerKeyBinding(id));
 }

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { syncDatabase } from '../../src/lifecycle/get-db.ts';
 import { DEFAULT_DATA_DIR, SEED_FILES } from '../../src/seed/files.ts';
 import { seed } from '../../src/seed/seed.ts';
+import { testRing } from '../support/secret-keys.ts';
 import { openTestDb, type TestDb } from '../support/test-db.ts';
 import {
   append,
@@ -11,6 +12,7 @@ import {
   DATA_COUNTS,
   edit,
   emptySeedTables,
+  providerKey,
   quiet,
   removeDataCopies,
   seedCounts,
@@ -19,7 +21,7 @@ import {
 
 let t: TestDb;
 beforeAll(async () => {
-  t = await openTestDb();
+  t = await openTestDb({ secretKeys: testRing });
   await emptySeedTables(t.db);
 });
 afterAll(async () => {
@@ -91,8 +93,7 @@ describe('seed', () => {
     });
     const prompt = await t.db.selectFrom('prompts').select('content').where('id', '=', 1).executeTakeFirstOrThrow();
     expect(prompt.content).toBe(readFileSync(join(DEFAULT_DATA_DIR, 'prompts', 'ada.txt'), 'utf8'));
-    const google = await t.db.selectFrom('providers').select('apiKey').where('name', '=', 'google').executeTakeFirstOrThrow();
-    expect(google.apiKey).toBe('key-from-env');
+    expect(await providerKey(t.db)).toBe('key-from-env'); // sealed: tests/seed/secrets.test.ts
 
     await t.db.deleteFrom('tools').where('id', '=', 8).execute();
   });
@@ -102,8 +103,7 @@ describe('seed', () => {
     expect(summary.warnings).toEqual([
       expect.stringMatching(/providers\.csv:3:api_key: environment variable GEMINI_API_KEY is not set \(env:GEMINI_API_KEY\); providers\.api_key keeps its stored value$/),
     ]);
-    const google = await t.db.selectFrom('providers').select('apiKey').where('name', '=', 'google').executeTakeFirstOrThrow();
-    expect(google.apiKey).toBe('key-from-env'); // from the run above, never overwritten with NULL
+    expect(await providerKey(t.db)).toBe('key-from-env'); // from the run above, never overwritten with NULL
     expect(summary.files.find((f) => f.table === 'providers')).toMatchObject({ updated: 0, unchanged: 3 });
   });
 

@@ -1,5 +1,8 @@
 import type { Kysely } from 'kysely';
 import type { DB } from '../../src/db/schema.generated.ts';
+import { providerKeyBinding } from '../../src/db/secret-bindings.ts';
+import { sealSecret } from '../../src/db/secrets.ts';
+import { testRing } from './secret-keys.ts';
 import { insertTenant } from './fixtures.ts';
 
 /** The provider API key of the test catalog: it must never appear in a query result. */
@@ -21,16 +24,18 @@ export interface AgentCatalog {
 
 /**
  * Inserts as the owner (RLS does not bind it) a small catalog for agent tests: a role, a provider
- * with an API key and an endpoint, a model, a prompt, three tools and two global agents.
+ * with an API key (sealed with the tests' ring) and an endpoint, a model, a prompt, three tools and two global agents.
  * Independent of the seed loader and of data/*.csv.
  */
 export async function insertAgentCatalog(db: Kysely<DB>): Promise<AgentCatalog> {
   const role = await db.insertInto('roles').values({ name: 'user' }).returning('id').executeTakeFirstOrThrow();
   const provider = await db
     .insertInto('providers')
-    .values({ name: 'google', apiKey: SECRET_API_KEY, endpoint: 'https://llm.example.com/v1' })
+    .values({ name: 'google', endpoint: 'https://llm.example.com/v1' })
     .returning('id')
     .executeTakeFirstOrThrow();
+  // Stored as the seed stores it: sealed (migration 0012 refuses plaintext).
+  await db.updateTable('providers').set({ apiKey: sealSecret(testRing, SECRET_API_KEY, providerKeyBinding(provider.id)) }).where('id', '=', provider.id).execute();
   const model = await db
     .insertInto('models')
     .values({

@@ -5,6 +5,7 @@ import { postgresConfig, type DbConfig } from '../../src/db/config.ts';
 import { createDb } from '../../src/db/create-db.ts';
 import { migrate } from '../../src/db/migrator.ts';
 import type { DB } from '../../src/db/schema.generated.ts';
+import type { SecretKeyRing } from '../../src/db/secrets.ts';
 import { withDatabase } from './backend.ts';
 
 /** A database of a test file's own, on the backend global-setup.ts chose. */
@@ -30,13 +31,15 @@ export const onServer = testBackend().kind === 'postgres';
 
 /**
  * A fresh database: migrated to the latest schema (default), or empty with `{ migrated: false }`.
- * On a server it is cloned from the migrated template and dropped by close().
+ * On a server it is cloned from the migrated template and dropped by close(). `secretKeys`: the
+ * ring its secrets are sealed with (default none: storing a secret is a ConfigError).
  */
-export async function openTestDb(options: { migrated?: boolean; poolMax?: number } = {}): Promise<TestDb> {
+export async function openTestDb(options: { migrated?: boolean; poolMax?: number; secretKeys?: SecretKeyRing } = {}): Promise<TestDb> {
   const migrated = options.migrated ?? true;
   const backend = testBackend();
+  const secretKeys = options.secretKeys === undefined ? {} : { secretKeys: options.secretKeys };
   if (backend.kind === 'pglite') {
-    const config: DbConfig = { kind: 'pglite', storage: 'memory://' };
+    const config: DbConfig = { kind: 'pglite', storage: 'memory://', ...secretKeys };
     const db = createDb(config);
     if (migrated) await migrate(db);
     return {
@@ -54,7 +57,7 @@ export async function openTestDb(options: { migrated?: boolean; poolMax?: number
   const admin = createDb(postgresConfig({ connectionString: backend.adminUrl, poolMax: 1 })).withoutPlugins();
   await sql`create database ${sql.id(name)} template ${sql.id(migrated ? backend.template : 'template0')}`.execute(admin);
   const url = withDatabase(backend.adminUrl, name);
-  const config = postgresConfig({ connectionString: url, poolMax: options.poolMax ?? 4 });
+  const config = postgresConfig({ connectionString: url, poolMax: options.poolMax ?? 4, ...secretKeys });
   const handles: Kysely<DB>[] = [];
   const open = (poolMax = 4) => {
     const handle = createDb({ ...config, poolMax }, { onPoolError: warnUnlessDropped });
