@@ -72,7 +72,7 @@ const COLUMNS = [
  *
  * `content` is a JSON object or array of at most `maxContentBytes` bytes of JSON text (default
  * MAX_MESSAGE_CONTENT_BYTES, 1 MiB), stored exactly: anything JSON.stringify or jsonb would change
- * (NaN, a Map, a Date, a toJSON method, a getter, a BigInt, a lone surrogate, a NUL…) is refused
+ * (NaN, a Map, a Date, a toJSON method, a BigInt, a lone surrogate, a NUL…) is refused
  * with ValidationError('content') naming where, before any SQL (see jsonText in validate.ts).
  *
  * The conversation row is locked first (as any update does), so concurrent appends to one

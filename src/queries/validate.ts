@@ -94,41 +94,61 @@ export function jsonObject(field: string, value: unknown, limits: JsonLimits = {
 /**
  * `value` as JSON text for a jsonb column, exactly as it will be stored, or a ValidationError
  * naming `field`, the place inside the value (`content.parts[2].text`) and the reason. Refused:
- * whatever JSON.stringify would silently change or drop — NaN and ±Infinity (it writes null),
- * BigInt (it throws), Map, Set, Date, class instances and other non-plain objects (`{}` or a
- * string), a `toJSON` method, getters and setters, symbol keys, non-enumerable properties,
- * functions, array holes and `undefined` in arrays (null) — and what PostgreSQL's jsonb would
- * refuse or change: NUL characters (U+0000) and lone UTF-16 surrogates (U+FFFD, or error 22P02),
- * in strings and in keys. A property whose value is `undefined` is left out, as JSON has no
- * undefined, and -0 is written 0 (both as JSON.stringify does; jsonb has no -0 either). A cycle, more than `maxDepth` levels of nesting, or more than `maxBytes` bytes of
- * JSON text are refused too; the size is checked while the text is built, so a huge value is
- * refused after reading at most `maxBytes` of it.
+ * whatever JSON.stringify would silently change — NaN and ±Infinity (it writes null), BigInt (it
+ * throws), Map, Set, Date, class instances and other non-plain objects (`{}` or a string), a
+ * `toJSON` method (what it returns), functions and symbols, `undefined` and holes in arrays
+ * (null) — and what PostgreSQL's jsonb would refuse or change: NUL characters (U+0000) and lone
+ * UTF-16 surrogates (U+FFFD, or error 22P02), in strings and in keys. A cycle, more than
+ * `maxDepth` levels of nesting, or more than `maxBytes` bytes of JSON text are refused too; the
+ * size is counted while the text is built, so a huge value is refused after reading about
+ * `maxBytes` of it.
  *
- * The text is built in one walk that reads every property once (through its property
- * descriptor, never through a getter), so what is checked is exactly what is written, even for a
- * Proxy. Strings keep every character: jsonb gives back the same string.
+ * What JSON is made of, as for JSON.stringify: an array's elements and an object's own enumerable
+ * string-keyed properties; a property whose value is `undefined` is left out (JSON has no
+ * undefined), and -0 is written 0 (jsonb has no -0 either).
+ *
+ * The text is built in one walk that reads every property once, so what is checked is exactly
+ * what is written: a getter (or a Proxy) that returns something else on each read runs once, and
+ * its one answer is both checked and stored. Strings keep every character: jsonb gives back the
+ * same string.
  */
 export function jsonText(field: string, value: unknown, limits: JsonLimits = {}): string {
-  const walker = new JsonWalker(limits.maxBytes ?? Number.POSITIVE_INFINITY, limits.maxDepth ?? MAX_JSON_DEPTH);
+  const maxBytes = limits.maxBytes ?? Number.POSITIVE_INFINITY;
+  const tooLarge = () => {
+    const name = limits.limitName === undefined ? '' : ` (${limits.limitName})`;
+    return new ValidationError(field, `must be at most ${maxBytes} bytes of JSON${name}, got more`);
+  };
+  const walker = new JsonWalker(maxBytes, limits.maxDepth ?? MAX_JSON_DEPTH);
   try {
     walker.value(value, 1);
   } catch (error) {
     if (!(error instanceof JsonRefusal)) throw error;
-    if (error.tooLarge) {
-      const name = limits.limitName === undefined ? '' : ` (${limits.limitName})`;
-      throw new ValidationError(field, `must be at most ${limits.maxBytes} bytes of JSON${name}, got more`);
-    }
-    throw new ValidationError(field, `${error.path.length === 0 ? '' : `at ${field}${error.path.join('')}: `}${error.reason}`);
+    if (error.tooLarge) throw tooLarge();
+    throw new ValidationError(field, `${error.path.length === 0 ? '' : `at ${field}${pathText(error.path)}: `}${error.reason}`);
   }
-  return walker.text();
+  const text = walker.text();
+  // The walk counted UTF-16 code units, never more than UTF-8 bytes: the exact count, once.
+  if (Buffer.byteLength(text, 'utf8') > maxBytes) throw tooLarge();
+  return text;
 }
 
-/** Why jsonText refused a value, and where (the path from the top, `.key` and `[index]` parts). */
+/** `.key`, `["odd key"]` and `[index]` parts of a path inside a JSON value. */
+function pathText(path: readonly (string | number)[]): string {
+  return path
+    .map((part) => {
+      if (typeof part === 'number') return `[${part}]`;
+      if (IDENTIFIER.test(part)) return `.${part}`;
+      return `[${JSON.stringify(part.length > 40 ? `${part.slice(0, 40)}…` : part)}]`;
+    })
+    .join('');
+}
+
+/** Why jsonText refused a value, and where (keys and indexes from the top). */
 class JsonRefusal extends Error {
-  readonly path: string[];
+  readonly path: (string | number)[];
   readonly reason: string;
   readonly tooLarge: boolean;
-  constructor(path: string[], reason: string, tooLarge = false) {
+  constructor(path: (string | number)[], reason: string, tooLarge = false) {
     super(reason);
     this.path = path;
     this.reason = reason;
@@ -139,13 +159,20 @@ class JsonRefusal extends Error {
 const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
 /** A lone surrogate: a high one not followed by a low one, or a low one not preceded by a high one. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+/** String.prototype.isWellFormed (ES2024, in every Node this package runs on; not in the es2023 lib types). */
+const isWellFormed = (text: string): boolean => (text as unknown as { isWellFormed(): boolean }).isWellFormed();
 
-/** Builds the JSON text of one value, reading each property once; throws JsonRefusal. */
+/**
+ * Builds the JSON text of one value, reading each property once; throws JsonRefusal. It counts
+ * UTF-16 code units as it goes (a lower bound of the UTF-8 bytes), so it stops within `maxBytes`
+ * of reading; jsonText then counts the bytes of the finished text exactly.
+ */
 class JsonWalker {
-  private readonly parts: string[] = [];
-  private readonly path: string[] = [];
-  private readonly open = new Set<object>();
-  private bytes = 0;
+  private out = '';
+  private readonly path: (string | number)[] = [];
+  /** The objects and arrays being written, outermost first (at most maxDepth: a cycle check without hashing). */
+  private readonly open: object[] = [];
+  private units = 0;
   private readonly maxBytes: number;
   private readonly maxDepth: number;
 
@@ -155,7 +182,7 @@ class JsonWalker {
   }
 
   text(): string {
-    return this.parts.join('');
+    return this.out;
   }
 
   private refuse(reason: string): never {
@@ -163,19 +190,16 @@ class JsonWalker {
   }
 
   private emit(piece: string): void {
-    // UTF-8 has at least as many bytes as UTF-16 has code units: the cheap test first.
-    if (this.bytes + piece.length > this.maxBytes || (this.bytes += Buffer.byteLength(piece, 'utf8')) > this.maxBytes) {
-      throw new JsonRefusal([], 'too large', true);
-    }
-    this.parts.push(piece);
+    if ((this.units += piece.length) > this.maxBytes) throw new JsonRefusal([], 'too large', true);
+    this.out += piece;
   }
 
   private string(text: string, what: 'string' | 'key'): string {
-    // Before escaping: a string longer than the budget is refused without copying it.
-    if (this.bytes + text.length + 2 > this.maxBytes) throw new JsonRefusal([], 'too large', true);
+    // Before scanning or escaping: a string longer than what is left is refused without a copy.
+    if (this.units + text.length + 2 > this.maxBytes) throw new JsonRefusal([], 'too large', true);
     if (text.includes('\u0000')) this.refuse(`a ${what} must not contain NUL characters (U+0000): jsonb cannot hold them`);
-    const lone = LONE_SURROGATE.exec(text);
-    if (lone !== null) {
+    if (!isWellFormed(text)) {
+      const lone = LONE_SURROGATE.exec(text)!;
       const unit = lone[0].charCodeAt(0).toString(16).toUpperCase();
       this.refuse(`a ${what} must not contain a lone UTF-16 surrogate (U+${unit} at index ${lone.index}): it is not text, and jsonb would change or refuse it`);
     }
@@ -190,7 +214,7 @@ class JsonWalker {
         return this.emit(value ? 'true' : 'false');
       case 'number':
         if (!Number.isFinite(value)) this.refuse(`${value} is not a JSON number (JSON.stringify would write null)`);
-        return this.emit(JSON.stringify(value));
+        return this.emit(String(value)); // as JSON.stringify writes a finite number (-0 as 0)
       case 'bigint':
         return this.refuse('a BigInt is not a JSON number: pass a number (exact up to 2^53) or a string');
       case 'undefined':
@@ -201,12 +225,12 @@ class JsonWalker {
     }
     if (value === null) return this.emit('null');
     const object = value as object;
-    if (this.open.has(object)) this.refuse('a cycle: this value contains itself');
+    if (this.open.includes(object)) this.refuse('a cycle: this value contains itself');
     if (depth > this.maxDepth) this.refuse(`nested more than ${this.maxDepth} levels deep`);
-    this.open.add(object);
+    this.open.push(object);
     if (Array.isArray(object)) this.array(object, depth);
     else this.object(object, depth);
-    this.open.delete(object);
+    this.open.pop();
   }
 
   private array(array: unknown[], depth: number): void {
@@ -214,51 +238,36 @@ class JsonWalker {
     const length = array.length;
     this.emit('[');
     for (let i = 0; i < length; i++) {
-      this.path.push(`[${i}]`);
-      const item = this.property(array, String(i));
-      if (item === undefined) this.refuse('a hole (JSON.stringify would write null)');
+      this.path.push(i);
+      const item = array[i];
+      if (item === undefined) this.refuse('undefined or a hole (JSON.stringify would write null)');
       if (i > 0) this.emit(',');
-      this.value(item.value, depth + 1);
+      this.value(item, depth + 1);
       this.path.pop();
     }
     this.emit(']');
-    // After the elements, so that a huge array is refused by its size before its keys are listed.
-    if (Reflect.ownKeys(array).length !== length + 1) {
-      this.refuse('an array with properties besides its elements (JSON.stringify would drop them)');
-    }
   }
 
   private object(object: object, depth: number): void {
     const proto = Object.getPrototypeOf(object);
     if (proto !== Object.prototype && proto !== null) this.refuse(`${describe(object)} is not a JSON value (only plain objects and arrays are)`);
+    const record = object as Record<string, unknown>;
     this.emit('{');
     let first = true;
-    for (const key of Reflect.ownKeys(object)) {
-      if (typeof key === 'symbol') this.refuse(`a symbol key ${String(key)} (JSON.stringify would drop it)`);
-      this.path.push(IDENTIFIER.test(key) ? `.${key}` : `[${JSON.stringify(key.length > 40 ? `${key.slice(0, 40)}…` : key)}]`);
-      const descriptor = this.property(object, key);
-      if (descriptor === undefined) this.refuse('a property that disappeared while it was read');
-      if (!descriptor.enumerable) this.refuse('a non-enumerable property (JSON.stringify would drop it)');
-      const item = descriptor.value;
+    for (const key of Object.keys(record)) {
+      this.path.push(key);
+      // Read once: a getter runs once, and the value it gave is both checked and written.
+      const item = record[key];
       if (key === 'toJSON' && typeof item === 'function') this.refuse('a toJSON method (JSON.stringify would store what it returns)');
       if (item !== undefined) {
         const name = this.string(key, 'key');
-        this.emit(first ? name : `,${name}`);
-        this.emit(':');
+        this.emit(first ? `${name}:` : `,${name}:`);
         this.value(item, depth + 1);
         first = false;
       }
       this.path.pop();
     }
     this.emit('}');
-  }
-
-  /** The own data property `key` of `object`, read once; getters and setters are refused, never called. */
-  private property(object: object, key: string): { value: unknown; enumerable: boolean } | undefined {
-    const descriptor = Reflect.getOwnPropertyDescriptor(object, key);
-    if (descriptor === undefined) return undefined;
-    if ('get' in descriptor || 'set' in descriptor) this.refuse('a getter or setter (JSON.stringify would call it; pass plain data)');
-    return { value: descriptor.value, enumerable: descriptor.enumerable === true };
   }
 }
 
