@@ -228,10 +228,10 @@ export async function listMessages(
  * The path from the root of the message tree down to `messageId`, root first: the thread a model
  * sees when it answers `messageId`, without the other branches; at most MAX_THREAD_DEPTH messages
  * (the database refuses deeper threads and cycles). One recursive statement up through
- * parent_id, each step a lookup of one row by its primary key from a LATERAL subquery with LIMIT
- * 1, a nested loop whatever the planner's statistics say (a join of the whole walk could be
- * planned as hash joins over the tenant's messages, once per level: 30 s at depth 10,000 under
- * stale statistics). NotFoundError('message') if there is no such message.
+ * parent_id, each step a LATERAL subquery with LIMIT 1 that looks one row up by (tenant_id, id):
+ * a nested loop of unique-index lookups whatever the planner's statistics say (the plain join of
+ * the walk could be planned as a hash join over the tenant's messages at every level: past 30 s
+ * at depth 10,000 under stale statistics). NotFoundError('message') if there is no such message.
  *
  * @example
  * // root → a → b1, and root → a → b2 (b2 an edit of b1)

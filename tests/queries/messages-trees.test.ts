@@ -252,7 +252,7 @@ describe('threads of MAX_THREAD_DEPTH messages', () => {
     expect(middle.map((m) => m.id)).toEqual(ids.slice(0, 5_000));
   });
 
-  it('walks by primary-key lookups in a nested loop whatever the statistics: none, or taken before the tenant had any message', async () => {
+  it('walks by (tenant_id, id) index lookups in a nested loop whatever the statistics: none, or taken before the tenant had any message', async () => {
     const planOf = async (tenantId: string, messageId: string) => {
       const { plan } = await explainLast(t.db, tenantId, (tx) => getThread(tx, { messageId }));
       return planNodes(plan);
