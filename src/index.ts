@@ -92,6 +92,7 @@ export {
   getThread,
   MESSAGE_ROLES,
   MAX_THREAD_DEPTH,
+  MAX_MESSAGE_CONTENT_BYTES,
   type Message,
   type MessageRole,
   type MessageContent,

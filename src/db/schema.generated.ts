@@ -85,7 +85,15 @@ export interface Messages {
   content: Json;
   conversationId: string;
   createdAt: Generated<Timestamp>;
+  /**
+   * Position in the thread: 0 for a root, the parent's depth + 1 otherwise (0 … 9,999; filled from the parent by messages_set_depth when left out).
+   */
+  depth: Generated<number>;
   id: Generated<string>;
+  /**
+   * depth - 1: the depth the parent must have (generated; the referencing half of messages_parent_fkey).
+   */
+  parentDepth: Generated<number | null>;
   parentId: string | null;
   role: string;
   tenantId: string;

@@ -7,6 +7,11 @@
  * transaction's start, which now() would give to every message of one transaction) and is always
  * later than the conversation's previous activity: within a conversation, created_at strictly
  * increases in append order, so keyset pagination on (created_at, id) follows insertion.
+ *
+ * Trees: every message stores its depth in its thread (0 for a root), and the database holds each
+ * parent to be a message of the same tenant and conversation one level up (migration 0013, a
+ * composite foreign key through `depth`): no writer can make a cycle or a thread deeper than
+ * MAX_THREAD_DEPTH messages.
  */
 import { sql, type Selectable } from 'kysely';
 import type { TenantTx } from '../db/tenant-tx.ts';
@@ -14,7 +19,7 @@ import { NotFoundError, ValidationError } from '../db/errors.ts';
 import type { JsonArray, JsonObject, Messages } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { cursorTimestamp, decodeCursor, encodeCursor, type CursorScope, type Page } from './cursor.ts';
-import { assertUuid, pageLimit } from './validate.ts';
+import { assertInt, assertUuid, describe, jsonText, pageLimit, shown } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
 
 /** Who wrote a message (the table's check constraint allows exactly these). */
@@ -30,8 +35,21 @@ export type Message = Omit<
 /** What appendMessage stores as content: a JSON object or array. */
 export type MessageContent = JsonObject | JsonArray;
 
-/** How far getThread follows parent_id: deeper chains (or a cycle) are cut at this many ancestors. */
+/**
+ * Most messages in one thread (root … message, what getThread returns): a message's depth is 0 …
+ * MAX_THREAD_DEPTH - 1. appendMessage refuses a parent at the last depth with a ValidationError;
+ * the table's check constraint (messages_depth_check, migration 0013) refuses it for any writer.
+ */
 export const MAX_THREAD_DEPTH = 10_000;
+
+/**
+ * Default most bytes of a message's content as JSON text (UTF-8), 1 MiB: appendMessage refuses
+ * bigger content with a ValidationError before any SQL; pass `maxContentBytes` to change it per call.
+ */
+export const MAX_MESSAGE_CONTENT_BYTES = 1_048_576;
+
+/** The largest `maxContentBytes` appendMessage accepts: jsonb holds at most 255 MiB. */
+const JSONB_MAX_BYTES = 255 * 1_048_576;
 
 const COLUMNS = [
   'messages.id',
@@ -45,10 +63,17 @@ const COLUMNS = [
 
 /**
  * Appends a message to a live conversation and bumps the conversation's last_activity_at to the
- * message's created_at, in one statement (an `update conversations … returning` CTE feeding an
- * `insert into messages … select … returning`). A soft-deleted, missing or foreign conversation →
- * NotFoundError('conversation'); a `parentId` that is not a message of this conversation (missing,
- * of another conversation or tenant) → NotFoundError('message', parentId); nothing is written then.
+ * message's created_at, in one statement (a CTE reading the parent's depth, an `update
+ * conversations … returning` CTE, and an `insert into messages … select … returning`). A
+ * soft-deleted, missing or foreign conversation → NotFoundError('conversation'); a `parentId` that
+ * is not a message of this conversation (missing, of another conversation or tenant) →
+ * NotFoundError('message', parentId); a parent that is already the MAX_THREAD_DEPTH-th message of
+ * its thread → ValidationError('parentId'); nothing is written then.
+ *
+ * `content` is a JSON object or array of at most `maxContentBytes` bytes of JSON text (default
+ * MAX_MESSAGE_CONTENT_BYTES, 1 MiB), stored exactly: anything JSON.stringify or jsonb would change
+ * (NaN, a Map, a Date, a toJSON method, a BigInt, a lone surrogate, a NUL…) is refused
+ * with ValidationError('content') naming where, before any SQL (see jsonText in validate.ts).
  *
  * The conversation row is locked first (as any update does), so concurrent appends to one
  * conversation take their created_at in commit order.
@@ -61,7 +86,7 @@ const COLUMNS = [
  */
 export async function appendMessage(
   db: TenantTx,
-  params: { conversationId: string; role: MessageRole; content: MessageContent; parentId?: string | null },
+  params: { conversationId: string; role: MessageRole; content: MessageContent; parentId?: string | null; maxContentBytes?: number },
 ): Promise<Message> {
   assertRole(db, 'appendMessage');
   const tenantId = tenantOf(db);
@@ -70,11 +95,24 @@ export async function appendMessage(
   assertUuid('conversationId', conversationId);
   if (parentId !== null) assertUuid('parentId', parentId);
   if (typeof role !== 'string' || !(MESSAGE_ROLES as readonly string[]).includes(role)) {
-    throw new ValidationError('role', `must be one of ${MESSAGE_ROLES.join(', ')}, got ${JSON.stringify(role)}`);
+    throw new ValidationError('role', `must be one of ${MESSAGE_ROLES.join(', ')}, got ${shown(role)}`);
   }
-  const content = contentJson(params.content);
+  const maxBytes = params.maxContentBytes ?? MAX_MESSAGE_CONTENT_BYTES;
+  assertInt('maxContentBytes', maxBytes, 2);
+  if (maxBytes > JSONB_MAX_BYTES) throw new ValidationError('maxContentBytes', `must be at most ${JSONB_MAX_BYTES} (jsonb's limit), got ${maxBytes}`);
+  const content = contentJson(params.content, maxBytes);
 
   const row = await db
+    // The parent, if any: of this tenant and conversation, with room below it.
+    .with('p', (qb) =>
+      qb
+        .selectFrom('messages')
+        .select((eb) => eb(eb.ref('messages.depth'), '+', 1).as('depth'))
+        .where('messages.tenantId', '=', tenantId)
+        .where('messages.id', '=', parentId ?? NO_PARENT)
+        .where('messages.conversationId', '=', conversationId)
+        .where('messages.depth', '<', MAX_THREAD_DEPTH - 1),
+    )
     .with('c', (qb) =>
       qb
         .updateTable('conversations')
@@ -85,24 +123,13 @@ export async function appendMessage(
         .where('conversations.tenantId', '=', tenantId)
         .where('conversations.id', '=', conversationId)
         .where((eb) => eb.not(eb.ref('conversations.deleted')))
-        .$if(parentId !== null, (qb) =>
-          qb.where((eb) =>
-            eb.exists(
-              eb
-                .selectFrom('messages')
-                .select(sql.lit(1).as('one'))
-                .where('messages.tenantId', '=', tenantId)
-                .where('messages.id', '=', parentId!)
-                .where('messages.conversationId', '=', conversationId),
-            ),
-          ),
-        )
+        .$if(parentId !== null, (qb) => qb.where((eb) => eb.exists(eb.selectFrom('p').select(sql.lit(1).as('one')))))
         .returning(['conversations.tenantId', 'conversations.id', 'conversations.lastActivityAt']),
     )
     .with('m', (qb) =>
       qb
         .insertInto('messages')
-        .columns(['tenantId', 'conversationId', 'parentId', 'role', 'content', 'createdAt', 'updatedAt'])
+        .columns(['tenantId', 'conversationId', 'parentId', 'role', 'content', 'createdAt', 'updatedAt', 'depth'])
         .expression((eb) =>
           eb
             .selectFrom('c')
@@ -114,6 +141,7 @@ export async function appendMessage(
               eb.cast<MessageContent>(eb.val(content), 'jsonb').as('content'),
               eb.ref('c.lastActivityAt').as('createdAt'),
               eb.ref('c.lastActivityAt').as('updatedAt'),
+              (parentId === null ? sql<number>`0` : eb.selectFrom('p').select('p.depth')).as('depth'),
             ]),
         )
         .returning(COLUMNS),
@@ -124,16 +152,30 @@ export async function appendMessage(
 
   if (row !== undefined) return row as Message;
   // Nothing written: say why (only on this failure path a second statement runs).
-  const live = await db
+  const found = await db
     .selectFrom('conversations')
-    .select('conversations.id')
+    .leftJoin('messages', (join) =>
+      join
+        .onRef('messages.tenantId', '=', 'conversations.tenantId')
+        .onRef('messages.conversationId', '=', 'conversations.id')
+        .on('messages.id', '=', parentId ?? NO_PARENT),
+    )
+    .select(['conversations.id', 'messages.depth'])
     .where('conversations.tenantId', '=', tenantId)
     .where('conversations.id', '=', conversationId)
     .where((eb) => eb.not(eb.ref('conversations.deleted')))
     .executeTakeFirst();
-  if (live === undefined || parentId === null) throw new NotFoundError('conversation', conversationId);
-  throw new NotFoundError('message', parentId);
+  if (found === undefined || parentId === null) throw new NotFoundError('conversation', conversationId);
+  // A parent with room below it that is there now was not when the statement ran (a concurrent write).
+  if (found.depth === null || found.depth < MAX_THREAD_DEPTH - 1) throw new NotFoundError('message', parentId);
+  throw new ValidationError(
+    'parentId',
+    `is message ${found.depth + 1} of its thread: a thread holds at most MAX_THREAD_DEPTH = ${MAX_THREAD_DEPTH} messages`,
+  );
 }
+
+/** Stands for "no parent" in the parent lookup, which then finds nothing (the nil UUID is never a message id). */
+const NO_PARENT = '00000000-0000-0000-0000-000000000000';
 
 /**
  * One page of a conversation's messages, oldest first: keyset on (created_at, id) over
@@ -184,9 +226,12 @@ export async function listMessages(
 
 /**
  * The path from the root of the message tree down to `messageId`, root first: the thread a model
- * sees when it answers `messageId`, without the other branches. One recursive statement up
- * through parent_id, cut at MAX_THREAD_DEPTH ancestors (a cycle made by hand ends there, each
- * message once). NotFoundError('message') if there is no such message.
+ * sees when it answers `messageId`, without the other branches; at most MAX_THREAD_DEPTH messages
+ * (the database refuses deeper threads and cycles). One recursive statement up through
+ * parent_id, each step a LATERAL subquery with LIMIT 1 that looks one row up by (tenant_id, id):
+ * a nested loop of unique-index lookups whatever the planner's statistics say (the plain join of
+ * the walk could be planned as a hash join over the tenant's messages at every level: past 30 s
+ * at depth 10,000 under stale statistics). NotFoundError('message') if there is no such message.
  *
  * @example
  * // root → a → b1, and root → a → b2 (b2 an edit of b1)
@@ -204,51 +249,42 @@ export async function getThread(db: TenantTx, params: { messageId: string }): Pr
     .withRecursive('thread', (qb) =>
       qb
         .selectFrom('messages')
-        .select([...COLUMNS, sql<number>`0`.as('depth')])
+        .select([...COLUMNS, 'messages.depth'])
         .where('messages.tenantId', '=', tenantId)
         .where('messages.id', '=', messageId)
         .unionAll((qb) =>
           qb
-            .selectFrom('messages')
-            .innerJoin('thread', (join) =>
-              join.onRef('messages.id', '=', 'thread.parentId').on('messages.tenantId', '=', tenantId),
+            .selectFrom('thread')
+            .crossJoinLateral((eb) =>
+              eb
+                .selectFrom('messages')
+                .select([...COLUMNS, 'messages.depth'])
+                .where('messages.tenantId', '=', tenantId)
+                .whereRef('messages.id', '=', 'thread.parentId')
+                .limit(1)
+                .as('parent'),
             )
-            .select((eb) => [...COLUMNS, eb(eb.ref('thread.depth'), '+', 1).as('depth')])
-            .where('thread.depth', '<', MAX_THREAD_DEPTH),
+            .select(['parent.id', 'parent.conversationId', 'parent.parentId', 'parent.role', 'parent.content', 'parent.createdAt', 'parent.updatedAt', 'parent.depth']),
         ),
     )
-    // Each message once, at its nearest depth: a hand-made cycle would otherwise repeat rows.
-    .with('path', (qb) =>
-      qb
-        .selectFrom('thread')
-        .distinctOn('thread.id')
-        .select(['thread.id', 'thread.conversationId', 'thread.parentId', 'thread.role', 'thread.content', 'thread.createdAt', 'thread.updatedAt', 'thread.depth'])
-        .orderBy('thread.id')
-        .orderBy('thread.depth'),
-    )
-    .selectFrom('path')
-    .select(['path.id', 'path.conversationId', 'path.parentId', 'path.role', 'path.content', 'path.createdAt', 'path.updatedAt'])
-    .orderBy('path.depth', 'desc')
+    .selectFrom('thread')
+    .select(['thread.id', 'thread.conversationId', 'thread.parentId', 'thread.role', 'thread.content', 'thread.createdAt', 'thread.updatedAt'])
+    .orderBy('thread.depth', 'asc')
     .execute();
 
   if (rows.length === 0) throw new NotFoundError('message', messageId);
   return rows as Message[];
 }
 
-/** `content` as JSON text for a jsonb parameter, after checking it is a JSON object or array. */
-function contentJson(content: unknown): string {
+/** `content` as JSON text for a jsonb parameter: a JSON object or array, stored exactly (see jsonText), of at most `maxBytes` bytes. */
+function contentJson(content: unknown, maxBytes: number): string {
   const isObject =
     typeof content === 'object' &&
     content !== null &&
     (Array.isArray(content) || Object.getPrototypeOf(content) === Object.prototype || Object.getPrototypeOf(content) === null);
-  if (!isObject) throw new ValidationError('content', 'must be a JSON object or array');
-  let text: string;
-  try {
-    text = JSON.stringify(content);
-  } catch (error) {
-    throw new ValidationError('content', `is not JSON: ${(error as Error).message}`);
-  }
-  // jsonb cannot hold U+0000 (PostgreSQL refuses \u0000 in jsonb text).
-  if (/(^|[^\\])(\\\\)*\\u0000/.test(text)) throw new ValidationError('content', 'must not contain NUL characters');
-  return text;
+  if (!isObject) throw new ValidationError('content', `must be a JSON object or array, got ${describe(content)}`);
+  return jsonText('content', content, {
+    maxBytes,
+    limitName: maxBytes === MAX_MESSAGE_CONTENT_BYTES ? 'MAX_MESSAGE_CONTENT_BYTES' : 'maxContentBytes',
+  });
 }

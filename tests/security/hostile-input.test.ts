@@ -124,7 +124,8 @@ describe('text carrying SQL, quotes, emoji or RTL marks is stored and returned b
   it('a 1 MB resource text and a 1 MB message string round-trip', async () => {
     const back = await withTenant(t.db, a.tenantId, async (tx) => {
       const conversation = await createConversation(tx, { userId: a.userId, agentId });
-      const message = await appendMessage(tx, { conversationId: conversation.id, role: 'assistant', content: { text: ONE_MB } });
+      // Its JSON text is a little over MAX_MESSAGE_CONTENT_BYTES (1 MiB): this call raises the limit.
+      const message = await appendMessage(tx, { conversationId: conversation.id, role: 'assistant', content: { text: ONE_MB }, maxContentBytes: 2 * 1_048_576 });
       const resource = await createResource(tx, { name: 'big', type: 'text', content: ONE_MB });
       return { message: (await listMessages(tx, { conversationId: conversation.id })).items[0]!, resource: await getResource(tx, { resourceId: resource.id }) };
     });
