@@ -20,6 +20,11 @@ export const NO_TRANSACTION_DIRECTIVE = '-- migrate:no-transaction';
 const FILE = /^(\d{4}_[a-z][a-z0-9_]*)\.(up|down)\.sql$/;
 // Key of the advisory lock that serializes migrators (advisory locks are per database).
 const LOCK_KEY = 7_305_114_203;
+// client_connection_check_interval of the migration session (PostgreSQL 14+): while a statement
+// runs, the server checks this often whether the migrator is still connected, and ends the
+// session (releasing the advisory lock) when it is not. Without it a killed migrator's backend
+// keeps the lock until its statement ends, which statement_timeout = 0 lets take forever.
+const CLIENT_CHECK_INTERVAL = '1000ms';
 // Files are decoded with `fatal`, so the SQL run is exactly the bytes hashed (a leading UTF-8 BOM,
 // which PostgreSQL would refuse, is dropped); a file that is not UTF-8 is refused, not altered.
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
@@ -320,8 +325,9 @@ interface Session {
 }
 
 /**
- * Takes one connection, waits for the advisory lock (try-and-poll), sets lock_timeout, creates
- * or upgrades the ledger and checks the files against it, then runs `fn`. Always unlocks and resets the connection's settings before handing it back
+ * Takes one connection, waits for the advisory lock (try-and-poll), sets lock_timeout and
+ * client_connection_check_interval, creates or upgrades the ledger and checks the files against
+ * it, then runs `fn`. Always unlocks and resets the connection's settings before handing it back
  * to the pool.
  */
 async function withMigrationSession<T>(
@@ -344,6 +350,7 @@ async function withMigrationSession<T>(
       try {
         await sql`select set_config('lock_timeout', ${`${lockTimeoutMs}ms`}, false),
                          set_config('statement_timeout', '0', false)`.execute(conn);
+        await checkClientConnection(conn, log);
         await createLedger(conn);
         const ledger = await readLedger(conn);
         verifyChecksums(dir, files, ledger);
@@ -369,6 +376,7 @@ async function withMigrationSession<T>(
       } finally {
         await sql`reset lock_timeout`.execute(conn).catch(() => {});
         await sql`reset statement_timeout`.execute(conn).catch(() => {});
+        await sql`reset client_connection_check_interval`.execute(conn).catch(() => {});
         await sql`select pg_advisory_unlock(${LOCK_KEY}::bigint)`.execute(conn).catch(() => {});
       }
     });
@@ -398,6 +406,23 @@ async function acquireLock(conn: Kysely<any>, waitMs: number, log: (line: string
     if (!told) log('waiting for another migrator to finish…');
     told = true;
     await new Promise((done) => setTimeout(done, 100 + Math.random() * 150));
+  }
+}
+
+/**
+ * Sets client_connection_check_interval for the session. PGlite (0.5, PostgreSQL 18) accepts it
+ * (its client is the process itself); a server that cannot check (a platform without the
+ * support, SQLSTATE 22023) migrates without it, and the log says what that means.
+ */
+async function checkClientConnection(conn: Kysely<any>, log: (line: string) => void): Promise<void> {
+  try {
+    await sql`select set_config('client_connection_check_interval', ${CLIENT_CHECK_INTERVAL}, false)`.execute(conn);
+  } catch (error) {
+    if (sqlState(error) !== '22023' && sqlState(error) !== '42704') throw error;
+    log(
+      `this server cannot check for a dead client (${error instanceof Error ? error.message : String(error)}): ` +
+        `a migrator killed during a statement holds the migration lock until that statement ends`,
+    );
   }
 }
 
