@@ -45,8 +45,8 @@ ${DIR}`;
 const USAGE_STATUS = `usage: database migrate status [--json] [--dir PATH]
 
 Lists every migration: applied, pending, changed (applied, file edited since) or missing (applied,
-file gone), with checksums, and flags a migration whose .down.sql is missing. Exit 1 when one is
-changed or missing.
+file gone), with checksums, and flags a migration whose .down.sql is missing, or changed since its
+up ran. Exit 1 when one is changed or missing, or a down file changed.
 
   --json           print {"target", "migrations": [...]} on stdout instead (the target line goes to stderr)
 ${DIR}`;
@@ -185,6 +185,9 @@ async function status(
       appliedAt: undefined,
       durationMs: undefined,
       downFileMissing: !file.hasDownFile,
+      downChecksum: file.downChecksum,
+      appliedDownChecksum: undefined,
+      downFileChanged: false,
     }));
     if (!json) console.log('(the embedded store does not exist yet: `database migrate` creates it)');
   } else {
@@ -195,7 +198,7 @@ async function status(
       await db.destroy();
     }
   }
-  const bad = list.some((s) => s.state === 'changed' || s.state === 'missing');
+  const bad = list.some((s) => s.state === 'changed' || s.state === 'missing' || s.downFileChanged);
   if (json) {
     console.log(JSON.stringify({ target, migrations: list }, null, 2));
     return bad ? EXIT.failed : EXIT.ok;
@@ -206,7 +209,7 @@ async function status(
       s.state === 'changed'
         ? `file ${s.checksum?.slice(0, 12)} ≠ ledger ${s.appliedChecksum?.slice(0, 12)}`
         : (s.checksum ?? s.appliedChecksum ?? '').slice(0, 12);
-    console.log(`  ${s.state.padEnd(8)} ${s.name.padEnd(40)} ${sums}${applied}${s.downFileMissing ? '  (down file missing)' : ''}`);
+    console.log(`  ${s.state.padEnd(8)} ${s.name.padEnd(40)} ${sums}${applied}${s.downFileMissing ? '  (down file missing)' : ''}${s.downFileChanged ? '  (down file changed since applied)' : ''}`);
   }
   const counts = (['applied', 'pending', 'changed', 'missing'] as const)
     .map((state) => [state, list.filter((s) => s.state === state).length] as const)
