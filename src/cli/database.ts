@@ -21,6 +21,7 @@ commands:
   seed [--dir PATH] [--force]             load the seed data (data/*.csv)
   status                                  versions, migrations, tables with row counts and RLS
   start                                   migrate + seed + status (what a service's getDb() does)
+  studio [--port N] [--host ADDRESS]      a local read-only web page to browse the database
 
   database COMMAND --help                 more about one command
   database --version                      the package's version
@@ -32,6 +33,7 @@ const COMMANDS: Record<string, () => Promise<(args: string[]) => Promise<number>
   seed: async () => (await import('./seed.ts')).runSeed,
   status: async () => (await import('./status.ts')).runStatus,
   start: async () => (await import('./start.ts')).runStart,
+  studio: async () => (await import('./studio.ts')).runStudio,
 };
 
 const major = Number(process.versions.node.split('.')[0]);
