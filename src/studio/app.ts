@@ -133,7 +133,10 @@ export function createStudioApp(options: StudioAppOptions): Hono {
     return c.html(page(frame(`Tenant ${tenant.name}`, 'tenants', tenant), tenantHomeBody(tenant, tableNames)));
   });
 
-  app.get('/tenants/:tenant/tables', (c) => c.redirect(`/tenants/${c.req.param('tenant')}?role=${encodeURIComponent(c.req.query('role') ?? 'app_user')}`, 303));
+  app.get('/tenants/:tenant/tables', async (c) => {
+    const tenant = await tenantOfRequest(c, 'tables');
+    return c.redirect(`/tenants/${tenant.id}?role=${tenant.role}`, 303);
+  });
   app.get('/tenants/:tenant/tables/:table', async (c) => {
     const tenant = await tenantOfRequest(c, 'tables');
     const { tableNames, table } = await asTenant(tenant, async (tx) => ({
@@ -251,5 +254,6 @@ function statusOf(error: unknown): 400 | 403 | 404 | 500 {
   const code = sqlState(error);
   if (code === '42501') return 403; // insufficient privilege: the role's grants say no
   if (code !== undefined && (code.startsWith('22') || code === '42883')) return 400; // a filter value the column's type refuses
+  if (code === '57014') return 400; // statement_timeout (DB_STATEMENT_TIMEOUT_MS): a filter that scans a big table
   return 500;
 }
