@@ -11,10 +11,12 @@ import type { ColumnInfo, TableInfo } from './catalog.ts';
 
 /** How a filter compares a column with its value. */
 export const FILTER_OPS = ['eq', 'contains', 'null', 'notnull'] as const;
+/** One of {@link FILTER_OPS}. */
 export type FilterOp = (typeof FILTER_OPS)[number];
 
-/** Rows on one page: default and largest. */
+/** Rows on one page by default. */
 export const DEFAULT_PAGE_SIZE = 50;
+/** Most rows on one page (`limit`). */
 export const MAX_PAGE_SIZE = 500;
 /** Longest text shown of one value (the rest is counted, not fetched). */
 export const MAX_VALUE_CHARS = 4000;

@@ -1,6 +1,6 @@
 /** The table browser (as the owner, or as a tenant): columns, filter form, one keyset page of rows. */
 import type { TableInfo } from '../catalog.ts';
-import { encodeKey, FILTER_OPS, type RowFilter, type RowPage } from '../rows.ts';
+import { DEFAULT_PAGE_SIZE, encodeKey, FILTER_OPS, MAX_PAGE_SIZE, type RowFilter, type RowPage } from '../rows.ts';
 import { renderCell } from './cells.ts';
 import { count, href, html, type Html } from './html.ts';
 
@@ -39,7 +39,7 @@ export function tableBody(view: TableView): Html {
   const { table } = view;
   const base = `${view.tablesPath}/${table.name}`;
   const filterQuery = view.filter === undefined ? {} : { column: view.filter.column, op: view.filter.op, value: view.filter.value };
-  const link = (extra: Record<string, string | number | undefined>) => href(base, { ...view.keep, ...filterQuery, limit: view.limit === 50 ? undefined : view.limit, ...extra });
+  const link = (extra: Record<string, string | number | undefined>) => href(base, { ...view.keep, ...filterQuery, limit: view.limit === DEFAULT_PAGE_SIZE ? undefined : view.limit, ...extra });
   return html`<div class="browser">
 ${tableList(view.tablesPath, view.keep, view.tableNames, table.name)}
 <div class="content">
@@ -77,7 +77,7 @@ ${tableList(view.tablesPath, view.keep, view.tableNames, table.name)}
       ${FILTER_OPS.map((op) => html`<option value="${op}" ${(view.filter?.op ?? 'eq') === op ? html`selected` : ''}>${OP_LABELS[op]}</option>`)}
     </select>
     <input type="text" name="value" value="${view.filter?.value ?? ''}" placeholder="value" aria-label="value">
-    <label>rows <input type="number" name="limit" min="1" max="500" value="${view.limit}"></label>
+    <label>rows <input type="number" name="limit" min="1" max="${MAX_PAGE_SIZE}" value="${view.limit}"></label>
     <button type="submit">apply</button>
     ${view.filter === undefined ? '' : html`<a href="${href(base, view.keep)}">clear</a>`}
   </form>
