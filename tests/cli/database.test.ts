@@ -132,6 +132,7 @@ describe('on a fresh embedded store', () => {
 
   it('studio serves its pages and its assets (Chart.js from node_modules) from the built package', async () => {
     const child = spawn(NODE, [bin, 'studio', '--port', '0'], { cwd: work, env: { PATH: process.env.PATH ?? '', ...env } });
+    const exited = new Promise<number | null>((done) => child.on('close', done));
     try {
       const url = await new Promise<URL>((resolve, reject) => {
         let stdout = '';
@@ -152,6 +153,8 @@ describe('on a fresh embedded store', () => {
     } finally {
       child.kill('SIGTERM');
     }
+    // Stopped, it has let go of the store for the next command.
+    expect(await exited).toBe(0);
   });
 
   it('migrate down refuses without a terminal and keeps everything; with --yes it reverts', async () => {
