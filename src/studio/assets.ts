@@ -53,7 +53,7 @@ th.rot { height: 110px; white-space: nowrap; vertical-align: bottom; } th.rot sp
 .scroll { overflow-x: auto; max-width: 100%; }
 .null { color: #98a2b3; font-style: italic; } .denied { color: #b42318; font-style: italic; font-size: 12px; } .secret { color: var(--warn); font-style: italic; }
 .vector .dims { font-weight: 600; } .vector .norm { color: var(--muted); margin: 0 4px; }
-table.rows td { max-width: 420px; } table.rows details summary { cursor: pointer; }
+table.rows td { max-width: 420px; } table.rows details { min-width: 240px; } table.rows details summary { cursor: pointer; }
 .more { color: var(--muted); font-size: 11px; } .text.short { white-space: nowrap; }
 .browser { display: grid; grid-template-columns: 190px 1fr; gap: 18px; }
 nav.tables ul { list-style: none; margin: 0; padding: 0; } nav.tables a { display: block; padding: 2px 8px; border-radius: 4px; }

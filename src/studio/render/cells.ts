@@ -4,8 +4,8 @@ import { count, html, type Html } from './html.ts';
 
 /** Text longer than this is shown folded (the first part, then the rest on click). */
 const FOLD_CHARS = 120;
-/** Text this short (ids, timestamps, numbers) is kept on one line. */
-const SHORT_CHARS = 40;
+/** Text this short (timestamps, numbers, names) is kept on one line; UUIDs (36) may wrap. */
+const SHORT_CHARS = 30;
 
 /** One cell's HTML. */
 export function renderCell(cell: Cell): Html {
