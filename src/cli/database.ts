@@ -22,6 +22,7 @@ commands:
   secrets rotate [--yes]                  re-encrypt every secret under the current key (DB_SECRET_KEYS)
   status                                  versions, migrations, tables with row counts and RLS
   start                                   migrate + seed + status (what a service's getDb() does)
+  studio [--port N] [--host ADDRESS]      a local read-only web page to browse the database
 
   database COMMAND --help                 more about one command
   database --version                      the package's version
@@ -34,6 +35,7 @@ const COMMANDS: Record<string, () => Promise<(args: string[]) => Promise<number>
   secrets: async () => (await import('./secrets.ts')).runSecrets,
   status: async () => (await import('./status.ts')).runStatus,
   start: async () => (await import('./start.ts')).runStart,
+  studio: async () => (await import('./studio.ts')).runStudio,
 };
 
 const major = Number(process.versions.node.split('.')[0]);
