@@ -130,6 +130,7 @@ export {
   BudgetExceededError,
   ConfigError,
   ConnectionError,
+  IdempotencyConflictError,
   MigrationError,
   NotFoundError,
   PermissionError,

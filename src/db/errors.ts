@@ -142,6 +142,23 @@ export class BudgetExceededError extends Error {
   }
 }
 
+/**
+ * An idempotency key was used again for a different request: `key` is the key, `fields` the
+ * parameters of this call that differ from the first request's (recordUsage: userId, modelId,
+ * type, the token counts, agentId, messageId). Only their names: the first request's values may be
+ * another user's and are never shown. Nothing was charged.
+ */
+export class IdempotencyConflictError extends Error {
+  override readonly name = 'IdempotencyConflictError';
+  readonly key: string;
+  readonly fields: readonly string[];
+  constructor(key: string, fields: readonly string[]) {
+    super(`idempotency key ${JSON.stringify(key)} was already used for a request with another ${fields.join(', ')}: nothing was charged`);
+    this.key = key;
+    this.fields = fields;
+  }
+}
+
 /** The constraint named by a foreign-key violation (SQLSTATE 23503), if `error` is one. */
 export function foreignKeyViolated(error: unknown): string | undefined {
   if (sqlState(error) !== '23503') return undefined;

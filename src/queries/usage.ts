@@ -1,6 +1,6 @@
 import { sql, type ExpressionBuilder, type Kysely, type Selectable } from 'kysely';
 import type { TenantTx } from '../db/tenant-tx.ts';
-import { BudgetExceededError, NotFoundError, ValidationError } from '../db/errors.ts';
+import { BudgetExceededError, IdempotencyConflictError, NotFoundError, ValidationError } from '../db/errors.ts';
 import type { DB, Usage } from '../db/schema.generated.ts';
 import { statementTemplate } from '../db/statement-template.ts';
 import { tenantOf } from '../db/tenant.ts';
@@ -71,8 +71,10 @@ export interface RecordUsageParams {
   agentId?: string | null;
   messageId?: string | null;
   /**
-   * Charge once per key and tenant: a repeat returns the first usage row as it is (even when the
-   * repeat's other fields differ) and charges nothing, also when the budget no longer covers it.
+   * Charge once per key and tenant: a repeat of the same request (every other field equal, an
+   * omitted field counting as its default) returns the first usage row as it is and charges
+   * nothing, also when the budget no longer covers it or the price changed since; a repeat with
+   * any other field different is refused with IdempotencyConflictError, and charges nothing.
    */
   idempotencyKey?: string | null;
 }
@@ -115,8 +117,13 @@ export interface UserBudget {
  * computed in SQL from the model's numeric per-1k prices, and takes that cost off the user's
  * `remaining` budget in the same statement (no decrement when the user has no budget). Not enough
  * budget → BudgetExceededError and nothing written, even when the caller catches it and goes on in
- * the same transaction. A repeated idempotencyKey returns the first row and charges nothing, also
- * when the two calls race. One round trip; two on a repeated key or a refusal.
+ * the same transaction. A repeated idempotencyKey charges nothing: with the same parameters
+ * (userId, modelId, type, the four token counts, agentId, messageId; an omitted one counts as 0 or
+ * null; UUIDs in any case) it returns the first row as stored, its cost included even when the
+ * model's price changed since; with any of them different it throws IdempotencyConflictError
+ * naming the key and the differing fields (never the first request's values). Also when the calls
+ * race. The agent, message, model and user are checked first (NotFoundError). One round trip; two
+ * on a repeated key or a refusal.
  *
  * Concurrency: the statement locks the user's row (`for no key update`, only when the user has a
  * budget) before it inserts, and holds the lock until the caller's transaction ends, so charges of
@@ -149,7 +156,7 @@ export async function recordUsage(db: TenantTx, params: RecordUsageParams): Prom
         .where('tenantId', '=', tenantId)
         .where('idempotencyKey', '=', call.idempotencyKey)
         .executeTakeFirst();
-      if (existing !== undefined) return existing;
+      if (existing !== undefined) return firstRowOf(call.idempotencyKey, call, existing);
     }
     if (outcome.budgetShort) {
       throw new BudgetExceededError(call.userId, outcome.cost ?? '', outcome.remaining ?? '');
@@ -220,6 +227,42 @@ export async function getUserBudget(db: TenantTx, params: { userId: string }): P
     .where('id', '=', params.userId)
     .executeTakeFirst();
   if (row === undefined) throw new NotFoundError('user', params.userId);
+  return row;
+}
+
+/**
+ * The parameters that make a call the same request as the usage row its key wrote: all of them but
+ * the key, and not the cost, which follows the model's price at the time of the call (a repeat
+ * after a price change is still the same request). Rows written before keys were bound to their
+ * request hold the same columns, so they compare the same way. A row whose agent or message was
+ * deleted since holds null there (`on delete set null`): a repeat naming it is refused earlier, by
+ * the charge statement's NotFoundError.
+ */
+const REQUEST_FIELDS = [
+  'userId',
+  'modelId',
+  'type',
+  'inputTokens',
+  'outputTokens',
+  'cacheReadTokens',
+  'cacheWriteTokens',
+  'agentId',
+  'messageId',
+] as const satisfies readonly (keyof ValidCall & keyof UsageRow)[];
+
+/** UUID parameters: accepted in either case (assertUuid), stored and read back in lower case. */
+const UUID_FIELDS: ReadonlySet<string> = new Set(['userId', 'agentId', 'messageId']);
+
+/** The row `key` wrote when `call` is the same request (REQUEST_FIELDS); IdempotencyConflictError naming the differing fields otherwise. */
+function firstRowOf(key: string, call: ValidCall, row: UsageRow): UsageRow {
+  const differing = REQUEST_FIELDS.filter((field) => {
+    const given = call[field];
+    const stored = row[field];
+    return UUID_FIELDS.has(field) && typeof given === 'string' && typeof stored === 'string'
+      ? given.toLowerCase() !== stored.toLowerCase()
+      : given !== stored;
+  });
+  if (differing.length > 0) throw new IdempotencyConflictError(key, differing);
   return row;
 }
 
