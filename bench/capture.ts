@@ -16,8 +16,9 @@ export interface Statement {
 }
 
 /**
- * Runs `fn` under withTenant once and returns every statement it sent, withTenant's own
- * set-up statement first (`begin`/`commit` are not statements of Kysely's and are not listed).
+ * Runs `fn` under withTenant once and returns every statement `fn` sent. withTenant's own set-up
+ * (the signed tenant context) is sent with `executeQuery` past the plugins, and `begin`/`commit`
+ * are not statements of Kysely's: none of them is listed (tenantTransaction makes its own).
  */
 export async function captureStatements(db: Kysely<DB>, tenantId: string, fn: (tx: TenantTx) => Promise<unknown>): Promise<Statement[]> {
   const capture = new QueryRecorder();

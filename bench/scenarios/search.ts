@@ -182,8 +182,7 @@ export async function explainSearch(backend: Backend, tenantId: string, call: (t
   const statements = await captureStatements(backend.db, tenantId, call);
   const last = statements.at(-1)!;
   const [plan] = await backend.bare.tenantTransaction(tenantId, async (q) => {
-    // statements[0] is withTenant's own set-up: tenantTransaction makes its own.
-    for (const st of statements.slice(1, -1)) await q(st.sql, st.parameters);
+    for (const st of statements.slice(0, -1)) await q(st.sql, st.parameters);
     return q<Record<string, unknown>>(`explain (analyze, buffers, format json) ${last.sql}`, last.parameters);
   });
   const json = Object.values(plan ?? {})[0];
