@@ -42,7 +42,7 @@ export async function lookupScenarios(backend: Backend, world: World): Promise<R
     targets.getUser!.push({ tenantId: c.tenantId, call: (tx) => getUser(tx, { userId: c.userId }) });
     // An agent the conversation's user may use (global, tenant-wide or the user's own).
     const agentId = pick(r, agentsUsableBy(world.globalAgents, tenant, c.userId));
-    targets.resolveAgent!.push({ tenantId: c.tenantId, call: (tx) => resolveAgent(tx, { agentId }) });
+    targets.resolveAgent!.push({ tenantId: c.tenantId, call: (tx) => resolveAgent(tx, { agentId, userId: c.userId }) });
     targets.listConversations!.push({ tenantId: c.tenantId, call: (tx) => listConversations(tx, { userId: c.userId }) });
     const m = pick(r, world.conversations);
     targets.listMessages!.push({ tenantId: m.tenantId, call: (tx) => listMessages(tx, { conversationId: m.id }) });

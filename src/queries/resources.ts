@@ -6,6 +6,7 @@ import { tenantOf } from '../db/tenant.ts';
 import { cursorTimestamp, decodeCursor, toPage, type CursorScope, type Page } from './cursor.ts';
 import { assertOptionalText, assertText, assertUuid, jsonObject, pageLimit } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
+import { visibleAgent } from './agents.ts';
 
 /** A document or file of the current tenant, attached to an agent and/or a message. */
 export type Resource = Pick<
@@ -18,12 +19,22 @@ const RESOURCE_COLUMNS = [
 ] as const;
 
 /**
- * Creates a resource of the current tenant. `agentId` must be an agent the tenant sees (global or
- * its own) and `messageId` one of its messages; otherwise NotFoundError('agent'|'message', id).
+ * Creates a resource of the current tenant, optionally attached to an agent and/or a message.
+ *
+ * A resource belongs to the tenant (it has no user, and listResources lists it tenant-wide), so
+ * the agent it is attached to must be one its users may use: with `userId` (the user the
+ * resource is created for, a user of the tenant, else NotFoundError('user')), an agent that user
+ * may use — global, tenant-wide, the user's own or shared with the user; without `userId`, an
+ * agent every user of the tenant may use — global or tenant-wide. Any other agent (a user's
+ * private agent without that user, another tenant's) → NotFoundError('agent', id), exactly as an
+ * id that does not exist. `messageId` must be one of the tenant's messages, else
+ * NotFoundError('message', id).
  *
  * @example
  * const doc = await withTenant(db, tenantId, (tx) =>
  *   createResource(tx, { name: 'handbook.pdf', type: 'pdf', s3Uri: 's3://docs/handbook.pdf', agentId, metadata: { pages: 12 } }));
+ * const mine = await withTenant(db, tenantId, (tx) =>
+ *   createResource(tx, { name: 'notes.md', type: 'text', content: '…', agentId: myPrivateAgentId, userId: me }));
  *
  * Roles: app_cms (README, "Production roles").
  */
@@ -37,6 +48,8 @@ export async function createResource(
     metadata?: Record<string, unknown>;
     agentId?: string | null;
     messageId?: string | null;
+    /** The user the resource is created for: the agent must be one this user may use. */
+    userId?: string | null;
   },
 ): Promise<Resource> {
   assertRole(db, 'createResource');
@@ -55,6 +68,8 @@ export async function createResource(
   if (agentId !== null) assertUuid('agentId', agentId);
   const messageId = params.messageId ?? null;
   if (messageId !== null) assertUuid('messageId', messageId);
+  const userId = params.userId ?? null;
+  if (userId !== null) assertUuid('userId', userId);
 
   let resource: Resource | undefined;
   try {
@@ -73,8 +88,8 @@ export async function createResource(
             eb.val(s3Uri).as('s3Uri'),
             eb.val(metadata).as('metadata'),
           ])
-          // Only with an agent the tenant sees: the foreign key alone would accept another
-          // tenant's agent (foreign key checks bypass RLS).
+          // Only with an agent the user (or every user) may use: the foreign key alone would
+          // accept any agent of the tenant (foreign key checks bypass RLS).
           .$if(agentId !== null, (qb) =>
             qb.where((eb) =>
               eb.exists(
@@ -82,8 +97,13 @@ export async function createResource(
                   .selectFrom('agents as a')
                   .select(eb.lit(1).as('one'))
                   .where('a.id', '=', agentId)
-                  .where((eb) => eb.or([eb('a.tenantId', 'is', null), eb('a.tenantId', '=', tenantId)])),
+                  .where((eb) => visibleAgent(eb, tenantId, userId === null ? 'everyUser' : { userId })),
               ),
+            ),
+          )
+          .$if(userId !== null, (qb) =>
+            qb.where((eb) =>
+              eb.exists(eb.selectFrom('users as u').select(eb.lit(1).as('one')).where('u.tenantId', '=', tenantId).where('u.id', '=', userId)),
             ),
           ),
       )
@@ -95,7 +115,13 @@ export async function createResource(
     if (constraint === 'resources_agent_id_fkey' && agentId !== null) throw new NotFoundError('agent', agentId);
     throw error;
   }
-  if (resource === undefined) throw new NotFoundError('agent', agentId ?? '');
+  if (resource === undefined) {
+    if (userId !== null) {
+      const user = await db.selectFrom('users').select('id').where('tenantId', '=', tenantId).where('id', '=', userId).executeTakeFirst();
+      if (user === undefined) throw new NotFoundError('user', userId);
+    }
+    throw new NotFoundError('agent', agentId ?? '');
+  }
   return resource;
 }
 

@@ -7,6 +7,7 @@ import { tenantOf } from '../db/tenant.ts';
 import { decimalText } from './decimal.ts';
 import { assertInt, assertText, assertUuid } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
+import { visibleAgent } from './agents.ts';
 
 /** The largest value of an SQL `integer` (token counts and catalog ids are `integer` columns). */
 const MAX_INT4 = 2_147_483_647;
@@ -68,7 +69,12 @@ export interface RecordUsageParams {
   outputTokens: number;
   cacheReadTokens?: number;
   cacheWriteTokens?: number;
+  /**
+   * The agent the call ran for: one the user may use (global, tenant-wide, the user's own or
+   * shared with the user); any other → NotFoundError('agent') and nothing charged.
+   */
   agentId?: string | null;
+  /** The tenant's message the call answered. */
   messageId?: string | null;
   /**
    * Charge once per key and tenant: a repeat returns the first usage row as it is (even when the
@@ -116,7 +122,9 @@ export interface UserBudget {
  * `remaining` budget in the same statement (no decrement when the user has no budget). Not enough
  * budget → BudgetExceededError and nothing written, even when the caller catches it and goes on in
  * the same transaction. A repeated idempotencyKey returns the first row and charges nothing, also
- * when the two calls race. One round trip; two on a repeated key or a refusal.
+ * when the two calls race. An `agentId` the user may not use (another user's private agent,
+ * another tenant's) is refused exactly like one that does not exist: NotFoundError('agent'),
+ * nothing charged. One round trip; two on a repeated key or a refusal.
  *
  * Concurrency: the statement locks the user's row (`for no key update`, only when the user has a
  * budget) before it inserts, and holds the lock until the caller's transaction ends, so charges of
@@ -352,7 +360,9 @@ async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall): Prom
  *   b     the same row when it has a budget (`remaining is not null`), locked FOR NO KEY UPDATE:
  *         waits for a concurrent charge to end and then reads the `remaining` it left (READ
  *         COMMITTED re-reads a row it had to wait for); a user without a budget is not locked;
- *   refs  whether the agent and the message, when given, are visible;
+ *   refs  whether the agent, when given, is one the charged user may use (visibleAgent: global,
+ *         tenant-wide, the user's own or shared with the user), and the message, when given,
+ *         is the tenant's;
  *   ins   the usage row, only when all of the above hold and the locked budget covers the cost;
  *         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING waits for a concurrent insert of
  *         the same key and then inserts nothing;
@@ -393,7 +403,15 @@ const chargeStatement = statementTemplate(
       .with('refs', (qb) =>
         qb.selectNoFrom((eb) => [
           sql<boolean>`${
-            shape.agent ? eb.exists(eb.selectFrom('agents').select('agents.id').where('agents.id', '=', call.agentId)) : sql`true`
+            shape.agent
+              ? eb.exists(
+                  eb
+                    .selectFrom('agents as a')
+                    .select('a.id')
+                    .where('a.id', '=', call.agentId)
+                    .where((eb) => visibleAgent(eb, call.tenantId, { userId: call.userId })),
+                )
+              : sql`true`
           }`.as('agentFound'),
           sql<boolean>`${
             !shape.message
