@@ -254,10 +254,12 @@ async function loadConversations(
   for (let i = 0; i < convRows.length; i += 5000) {
     const batch = convRows.slice(i, i + 5000);
     await bare.query(
-      `insert into conversations (tenant_id, id, user_id, agent_id, title, deleted, deleted_at, last_activity_at, created_at, updated_at)
-       select tenant_id, id, user_id, agent_id, title, deleted, case when deleted then last_at + interval '1 hour' end, last_at, created_at, last_at
+      `insert into conversations (tenant_id, id, user_id, agent_id, agent_scope, title, deleted, deleted_at, last_activity_at, created_at, updated_at)
+       select c.tenant_id, c.id, c.user_id, c.agent_id, a.scope, c.title, c.deleted, case when c.deleted then c.last_at + interval '1 hour' end,
+              c.last_at, c.created_at, c.last_at
        from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::boolean[], $7::timestamptz[], $8::timestamptz[])
-         as c(tenant_id, id, user_id, agent_id, title, deleted, last_at, created_at)`,
+         as c(tenant_id, id, user_id, agent_id, title, deleted, last_at, created_at)
+       join agents a on a.id = c.agent_id`,
       [
         batch.map((x) => x.c.tenantId), batch.map((x) => x.c.id), batch.map((x) => x.c.userId), batch.map((x) => x.agent),
         batch.map((x) => x.title), batch.map((x) => x.c.deleted), batch.map((x) => new Date(x.last).toISOString()),

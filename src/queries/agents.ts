@@ -303,13 +303,13 @@ export async function shareAgent(
   try {
     shared = await db
       .insertInto('userAgents')
-      .columns(['tenantId', 'userId', 'agentId', 'role'])
-      // From the agent, so that an agent the tenant cannot see inserts nothing: the foreign key
-      // alone would accept another tenant's agent (foreign key checks bypass RLS).
+      .columns(['tenantId', 'userId', 'agentId', 'agentScope', 'role'])
+      // From the agent, so that an agent the tenant cannot see inserts nothing (and the row gets
+      // the agent's scope: the key (agent_scope, agent_id) refuses another tenant's agent too).
       .expression((eb) =>
         eb
           .selectFrom('agents as a')
-          .select([eb.val(tenantId).as('tenantId'), eb.val(userId).as('userId'), 'a.id', eb.val(role).as('role')])
+          .select([eb.val(tenantId).as('tenantId'), eb.val(userId).as('userId'), 'a.id', 'a.scope', eb.val(role).as('role')])
           .where('a.id', '=', agentId)
           .where((eb) => visibleAgent(eb, tenantId, 'tenant')),
       )

@@ -81,7 +81,7 @@ export async function createConversation(
   try {
     row = await db
       .insertInto('conversations')
-      .columns(['tenantId', 'userId', 'agentId', 'title'])
+      .columns(['tenantId', 'userId', 'agentId', 'agentScope', 'title'])
       .expression((eb) =>
         eb
           .selectFrom('agents as a')
@@ -89,6 +89,8 @@ export async function createConversation(
             eb.cast<string>(eb.val(tenantId), 'uuid').as('tenantId'),
             eb.cast<string>(eb.val(userId), 'uuid').as('userId'),
             'a.id',
+            // The agent's scope, half of the key (agent_scope, agent_id) -> agents (scope, id).
+            'a.scope',
             eb.cast<string>(eb.val(title), 'text').as('title'),
           ])
           .where('a.id', '=', agentId)

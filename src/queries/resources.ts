@@ -1,7 +1,7 @@
-import { sql, type Selectable } from 'kysely';
+import { sql, type ExpressionBuilder, type Selectable } from 'kysely';
 import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors.ts';
-import type { Resources } from '../db/schema.generated.ts';
+import type { DB, Resources } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { cursorTimestamp, decodeCursor, toPage, type CursorScope, type Page } from './cursor.ts';
 import { assertOptionalText, assertText, assertUuid, jsonObject, pageLimit } from './validate.ts';
@@ -71,16 +71,27 @@ export async function createResource(
   const userId = params.userId ?? null;
   if (userId !== null) assertUuid('userId', userId);
 
+  // The scope of the agent when the user (or every user) may use it, else NULL: the row's half of
+  // the key (agent_scope, agent_id) -> agents (scope, id), which alone would accept any agent of
+  // the tenant, private ones included (foreign-key checks bypass row-level security).
+  const agentScope = (eb: ExpressionBuilder<DB, never>) =>
+    eb
+      .selectFrom('agents as a')
+      .select('a.scope')
+      .where('a.id', '=', agentId)
+      .where((eb) => visibleAgent(eb, tenantId, userId === null ? 'everyUser' : { userId }));
+
   let resource: Resource | undefined;
   try {
     resource = await db
       .insertInto('resources')
-      .columns(['tenantId', 'agentId', 'messageId', 'name', 'type', 'content', 's3Uri', 'metadata'])
+      .columns(['tenantId', 'agentId', 'agentScope', 'messageId', 'name', 'type', 'content', 's3Uri', 'metadata'])
       .expression(
         db
           .selectNoFrom((eb) => [
             eb.val(tenantId).as('tenantId'),
             eb.val(agentId).as('agentId'),
+            agentId === null ? eb.val<string | null>(null).as('agentScope') : agentScope(eb).as('agentScope'),
             eb.val(messageId).as('messageId'),
             eb.val(params.name).as('name'),
             eb.val(params.type).as('type'),
@@ -88,19 +99,8 @@ export async function createResource(
             eb.val(s3Uri).as('s3Uri'),
             eb.val(metadata).as('metadata'),
           ])
-          // Only with an agent the user (or every user) may use: the foreign key alone would
-          // accept any agent of the tenant (foreign key checks bypass RLS).
-          .$if(agentId !== null, (qb) =>
-            qb.where((eb) =>
-              eb.exists(
-                eb
-                  .selectFrom('agents as a')
-                  .select(eb.lit(1).as('one'))
-                  .where('a.id', '=', agentId)
-                  .where((eb) => visibleAgent(eb, tenantId, userId === null ? 'everyUser' : { userId })),
-              ),
-            ),
-          )
+          // Nothing to insert when the agent is not one the user may use.
+          .$if(agentId !== null, (qb) => qb.where((eb) => eb(agentScope(eb), 'is not', null)))
           .$if(userId !== null, (qb) =>
             qb.where((eb) =>
               eb.exists(eb.selectFrom('users as u').select(eb.lit(1).as('one')).where('u.tenantId', '=', tenantId).where('u.id', '=', userId)),

@@ -360,9 +360,9 @@ async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall): Prom
  *   b     the same row when it has a budget (`remaining is not null`), locked FOR NO KEY UPDATE:
  *         waits for a concurrent charge to end and then reads the `remaining` it left (READ
  *         COMMITTED re-reads a row it had to wait for); a user without a budget is not locked;
- *   refs  whether the agent, when given, is one the charged user may use (visibleAgent: global,
- *         tenant-wide, the user's own or shared with the user), and the message, when given,
- *         is the tenant's;
+ *   refs  the agent's scope when the agent, if given, is one the charged user may use
+ *         (visibleAgent: global, tenant-wide, the user's own or shared with the user; NULL
+ *         otherwise), and whether the message, when given, is the tenant's;
  *   ins   the usage row, only when all of the above hold and the locked budget covers the cost;
  *         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING waits for a concurrent insert of
  *         the same key and then inserts nothing;
@@ -402,17 +402,17 @@ const chargeStatement = statementTemplate(
       )
       .with('refs', (qb) =>
         qb.selectNoFrom((eb) => [
-          sql<boolean>`${
+          // The agent's scope when the charged user may use it (NULL otherwise, and without an
+          // agent): the row's half of the key (agent_scope, agent_id) -> agents (scope, id).
+          sql<string | null>`${
             shape.agent
-              ? eb.exists(
-                  eb
-                    .selectFrom('agents as a')
-                    .select('a.id')
-                    .where('a.id', '=', call.agentId)
-                    .where((eb) => visibleAgent(eb, call.tenantId, { userId: call.userId })),
-                )
-              : sql`true`
-          }`.as('agentFound'),
+              ? eb
+                  .selectFrom('agents as a')
+                  .select('a.scope')
+                  .where('a.id', '=', call.agentId)
+                  .where((eb) => visibleAgent(eb, call.tenantId, { userId: call.userId }))
+              : sql`null::uuid`
+          }`.as('agentScope'),
           sql<boolean>`${
             !shape.message
               ? sql`true`
@@ -434,6 +434,7 @@ const chargeStatement = statementTemplate(
             'userId',
             'modelId',
             'agentId',
+            'agentScope',
             'messageId',
             'type',
             'inputTokens',
@@ -454,6 +455,7 @@ const chargeStatement = statementTemplate(
                 sql<string>`${call.userId}::uuid`.as('userId'),
                 sql<number>`${call.modelId}::integer`.as('modelId'),
                 sql<string | null>`${call.agentId}::uuid`.as('agentId'),
+                'refs.agentScope',
                 sql<string | null>`${call.messageId}::uuid`.as('messageId'),
                 sql<string>`${call.type}::text`.as('type'),
                 sql<number>`${call.inputTokens}::integer`.as('inputTokens'),
@@ -464,7 +466,7 @@ const chargeStatement = statementTemplate(
                 sql<string | null>`${call.idempotencyKey}::text`.as('idempotencyKey'),
               ])
               // Literals, not parameters: every parameter of a template comes from its values.
-              .where('refs.agentFound', '=', sql.lit(true))
+              .$if(shape.agent, (qb) => qb.where('refs.agentScope', 'is not', null))
               .where('refs.messageFound', '=', sql.lit(true))
               .where((eb) => eb.or([eb('b.remaining', 'is', null), eb('b.remaining', '>=', eb.ref('m.cost'))])),
           )
@@ -489,7 +491,7 @@ const chargeStatement = statementTemplate(
       .select((eb) => [
         sql<boolean>`m.cost is not null`.as('modelFound'),
         sql<boolean>`u.found is not null`.as('userFound'),
-        'refs.agentFound',
+        (shape.agent ? sql<boolean>`${sql.ref('refs.agentScope')} is not null` : sql<boolean>`true`).as('agentFound'),
         'refs.messageFound',
         'm.cost',
         sql<string | null>`trim_scale(b.remaining)`.as('remaining'),

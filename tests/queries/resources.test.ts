@@ -205,7 +205,8 @@ describe('listResources', () => {
     ];
     const inserted = await t.db
       .insertInto('resources')
-      .values(rows.map((r) => ({ tenantId: c.tenantId, type: 'text', ...r })))
+      // c.agentId is a tenant agent: its scope is the tenant (agents.scope).
+      .values(rows.map((r) => ({ tenantId: c.tenantId, type: 'text', ...r, agentScope: r.agentId === null ? null : c.tenantId })))
       .returning(['id', 'name'])
       .execute();
     for (const r of inserted) names[r.id] = r.name;

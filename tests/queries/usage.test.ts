@@ -493,7 +493,7 @@ describe('costSummary', () => {
     agent = (await t.db.insertInto('agents').values({ tenantId: s.tenantId, modelId: model, name: 'S agent' }).returning('id').executeTakeFirstOrThrow()).id;
     const u1 = s.userId;
     const row = (at: string, userId: string, modelId: number, agentId: string | null, cost: string, inputTokens: number, outputTokens: number) => ({
-      tenantId: s.tenantId, userId, modelId, agentId, type: 'chat', cost, inputTokens, outputTokens, createdAt: new Date(at),
+      tenantId: s.tenantId, userId, modelId, agentId, agentScope: agentId === null ? null : s.tenantId, type: 'chat', cost, inputTokens, outputTokens, createdAt: new Date(at),
     });
     await insertUsageRows(t.db, [
       row('2025-03-02T23:59:59.999Z', u1, model, null, '100', 1, 1), // before `from`

@@ -113,7 +113,7 @@ export async function insertAgentsOfEveryKind(
   const otherTenants = await agent(w.otherTenantId, null, "Other tenant's");
   const otherOwner = await db.selectFrom('users').select('id').where('tenantId', '=', w.otherTenantId).executeTakeFirstOrThrow();
   const otherTenantsPrivate = await agent(w.otherTenantId, otherOwner.id, "Other tenant's, private");
-  await db.insertInto('userAgents').values({ tenantId: w.tenantId, userId: w.userId, agentId: shared, role: 'viewer' }).execute();
+  await db.insertInto('userAgents').values({ tenantId: w.tenantId, userId: w.userId, agentId: shared, agentScope: w.tenantId, role: 'viewer' }).execute();
   return {
     usable: { global: w.globalAgentId, tenantWide, own, shared },
     unusable: { othersPrivate, otherTenants, otherTenantsPrivate, unknown: randomUUID() },
