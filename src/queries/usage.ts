@@ -7,6 +7,7 @@ import { tenantOf } from '../db/tenant.ts';
 import { decimalText } from './decimal.ts';
 import { assertInt, assertText, assertUuid } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
+import { visibleAgent } from './agents.ts';
 
 /** The largest value of an SQL `integer` (token counts and catalog ids are `integer` columns). */
 const MAX_INT4 = 2_147_483_647;
@@ -68,7 +69,12 @@ export interface RecordUsageParams {
   outputTokens: number;
   cacheReadTokens?: number;
   cacheWriteTokens?: number;
+  /**
+   * The agent the call ran for: one the user may use (global, tenant-wide, the user's own or
+   * shared with the user); any other → NotFoundError('agent') and nothing charged.
+   */
   agentId?: string | null;
+  /** The tenant's message the call answered. */
   messageId?: string | null;
   /**
    * Charge once per key and tenant: a repeat of the same request (every other field equal, an
@@ -122,8 +128,10 @@ export interface UserBudget {
  * null; UUIDs in any case) it returns the first row as stored, its cost included even when the
  * model's price changed since; with any of them different it throws IdempotencyConflictError
  * naming the key and the differing fields (never the first request's values). Also when the calls
- * race. The agent, message, model and user are checked first (NotFoundError). One round trip; two
- * on a repeated key or a refusal.
+ * race. The agent, message, model and user are checked first (NotFoundError); an `agentId` the
+ * user may not use (another user's private agent, another tenant's) is refused exactly like one
+ * that does not exist: NotFoundError('agent'), nothing charged. One round trip; two on a repeated
+ * key or a refusal.
  *
  * Concurrency: the statement locks the user's row (`for no key update`, only when the user has a
  * budget) before it inserts, and holds the lock until the caller's transaction ends, so charges of
@@ -395,7 +403,9 @@ async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall): Prom
  *   b     the same row when it has a budget (`remaining is not null`), locked FOR NO KEY UPDATE:
  *         waits for a concurrent charge to end and then reads the `remaining` it left (READ
  *         COMMITTED re-reads a row it had to wait for); a user without a budget is not locked;
- *   refs  whether the agent and the message, when given, are visible;
+ *   refs  the agent's scope when the agent, if given, is one the charged user may use
+ *         (visibleAgent: global, tenant-wide, the user's own or shared with the user; NULL
+ *         otherwise), and whether the message, when given, is the tenant's;
  *   ins   the usage row, only when all of the above hold and the locked budget covers the cost;
  *         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING waits for a concurrent insert of
  *         the same key and then inserts nothing;
@@ -435,9 +445,17 @@ const chargeStatement = statementTemplate(
       )
       .with('refs', (qb) =>
         qb.selectNoFrom((eb) => [
-          sql<boolean>`${
-            shape.agent ? eb.exists(eb.selectFrom('agents').select('agents.id').where('agents.id', '=', call.agentId)) : sql`true`
-          }`.as('agentFound'),
+          // The agent's scope when the charged user may use it (NULL otherwise, and without an
+          // agent): the row's half of the key (agent_scope, agent_id) -> agents (scope, id).
+          sql<string | null>`${
+            shape.agent
+              ? eb
+                  .selectFrom('agents as a')
+                  .select('a.scope')
+                  .where('a.id', '=', call.agentId)
+                  .where((eb) => visibleAgent(eb, call.tenantId, { userId: call.userId }))
+              : sql`null::uuid`
+          }`.as('agentScope'),
           sql<boolean>`${
             !shape.message
               ? sql`true`
@@ -459,6 +477,7 @@ const chargeStatement = statementTemplate(
             'userId',
             'modelId',
             'agentId',
+            'agentScope',
             'messageId',
             'type',
             'inputTokens',
@@ -479,6 +498,7 @@ const chargeStatement = statementTemplate(
                 sql<string>`${call.userId}::uuid`.as('userId'),
                 sql<number>`${call.modelId}::integer`.as('modelId'),
                 sql<string | null>`${call.agentId}::uuid`.as('agentId'),
+                'refs.agentScope',
                 sql<string | null>`${call.messageId}::uuid`.as('messageId'),
                 sql<string>`${call.type}::text`.as('type'),
                 sql<number>`${call.inputTokens}::integer`.as('inputTokens'),
@@ -489,7 +509,7 @@ const chargeStatement = statementTemplate(
                 sql<string | null>`${call.idempotencyKey}::text`.as('idempotencyKey'),
               ])
               // Literals, not parameters: every parameter of a template comes from its values.
-              .where('refs.agentFound', '=', sql.lit(true))
+              .$if(shape.agent, (qb) => qb.where('refs.agentScope', 'is not', null))
               .where('refs.messageFound', '=', sql.lit(true))
               .where((eb) => eb.or([eb('b.remaining', 'is', null), eb('b.remaining', '>=', eb.ref('m.cost'))])),
           )
@@ -514,7 +534,7 @@ const chargeStatement = statementTemplate(
       .select((eb) => [
         sql<boolean>`m.cost is not null`.as('modelFound'),
         sql<boolean>`u.found is not null`.as('userFound'),
-        'refs.agentFound',
+        (shape.agent ? sql<boolean>`${sql.ref('refs.agentScope')} is not null` : sql<boolean>`true`).as('agentFound'),
         'refs.messageFound',
         'm.cost',
         sql<string | null>`trim_scale(b.remaining)`.as('remaining'),

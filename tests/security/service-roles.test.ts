@@ -50,7 +50,7 @@ const calls: Record<Operation, (tx: TenantTx) => Promise<unknown>> = {
   getAgent: (tx) => api.getAgent(tx, { agentId: w.a.agentId }),
   listAgentsForUser: (tx) => api.listAgentsForUser(tx, { userId: w.a.userId }),
   shareAgent: (tx) => api.shareAgent(tx, { agentId: w.a.agentId, userId: w.a.otherUserId, role: 'viewer' }),
-  resolveAgent: (tx) => api.resolveAgent(tx, { agentId: w.a.agentId }),
+  resolveAgent: (tx) => api.resolveAgent(tx, { agentId: w.a.agentId, userId: w.a.userId }),
   createConversation: (tx) => api.createConversation(tx, { userId: w.a.userId, agentId: w.a.agentId }),
   getConversation: (tx) => api.getConversation(tx, { conversationId }),
   listConversations: (tx) => api.listConversations(tx, { userId: w.a.userId }),
