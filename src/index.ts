@@ -138,6 +138,11 @@ export {
 export { rotateSecrets, type RotateSecretsOptions, type SecretRotation, type ColumnRotation } from './db/rotate-secrets.ts';
 export { SecretKeyRing, parseSecretKeys, generateSecretKey } from './db/secrets.ts';
 
+// Tenant offboarding (the owner path).
+export { exportTenant, EXPORT_FORMAT, MANIFEST_FILE, type ExportTenantOptions, type TenantExportManifest, type ExportedTable } from './db/export-tenant.ts';
+export { importTenant, type ImportTenantOptions, type TenantImport } from './db/import-tenant.ts';
+export { deleteTenant, type DeleteTenantOptions, type TenantDeletion } from './db/delete-tenant.ts';
+
 // Errors.
 export {
   BudgetExceededError,
