@@ -236,3 +236,31 @@ export class SecretError extends Error {
     this.reason = reason;
   }
 }
+
+/** A charge for a user whose status is `disabled` (setUserStatus): refused, nothing written. */
+export class UserDisabledError extends Error {
+  override readonly name = 'UserDisabledError';
+  readonly userId: string;
+  constructor(userId: string) {
+    super(`user ${userId} is disabled: it cannot be charged`);
+    this.userId = userId;
+  }
+}
+
+/**
+ * exportTenant, importTenant or deleteTenant refused or failed: `tenantId` is the tenant, `file`
+ * the export file (and `line` its line) at fault, when one is; `cause` the driver error, if any.
+ * Nothing was written (an import is one transaction; an export writes its manifest last).
+ */
+export class TenantTransferError extends Error {
+  override readonly name = 'TenantTransferError';
+  readonly tenantId: string | undefined;
+  readonly file: string | undefined;
+  readonly line: number | undefined;
+  constructor(message: string, details: { tenantId?: string; file?: string; line?: number; cause?: unknown } = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.tenantId = details.tenantId;
+    this.file = details.file;
+    this.line = details.line;
+  }
+}

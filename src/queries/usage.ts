@@ -8,6 +8,7 @@ import { decimalText } from './decimal.ts';
 import { assertInt, assertText, assertUuid } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
 import { visibleAgent } from './agents.ts';
+import { uncharged } from './users.ts';
 
 /** The largest value of an SQL `integer` (token counts and catalog ids are `integer` columns). */
 const MAX_INT4 = 2_147_483_647;
@@ -151,7 +152,7 @@ export async function recordUsage(db: TenantTx, params: RecordUsageParams): Prom
   for (let attempt = 1; ; attempt++) {
     const outcome = await chargeOnce(db, tenantId, call);
     if (outcome.modelFound !== true) throw new NotFoundError('model', call.modelId);
-    if (outcome.userFound !== true) throw new NotFoundError('user', call.userId);
+    if (outcome.userFound !== true) throw await uncharged(db, tenantId, call.userId);
     if (outcome.agentFound !== true) throw new NotFoundError('agent', call.agentId ?? '');
     if (outcome.messageFound !== true) throw new NotFoundError('message', call.messageId ?? '');
     if (outcome.inserted !== null) return outcome.inserted;
@@ -432,7 +433,7 @@ const chargeStatement = statementTemplate(
           .selectFrom('users')
           .select(sql<boolean>`true`.as('found'))
           .where('tenantId', '=', call.tenantId)
-          .where('id', '=', call.userId),
+          .where('id', '=', call.userId).where('status', '=', sql.lit('active')),
       )
       .with('b', (qb) =>
         qb

@@ -68,14 +68,14 @@ describe('the built `database` command', () => {
     for (const flag of ['--help', '-h']) {
       const run = await database([flag]);
       expect(run).toMatchObject({ code: 0, stderr: '' });
-      for (const form of ['migrate [up] [--to NAME]', 'migrate down [--to NAME | --all] [--yes]', 'migrate status [--json]', 'migrate create NAME', 'seed [--dir PATH] [--force]', 'secrets rotate [--yes]', 'status', 'start', 'studio [--port N] [--host ADDRESS]']) {
+      for (const form of ['migrate [up] [--to NAME]', 'migrate down [--to NAME | --all] [--yes]', 'migrate status [--json]', 'migrate create NAME', 'seed [--dir PATH] [--force]', 'secrets rotate [--yes]', 'tenant export ID DIR', 'tenant import DIR', 'tenant delete ID [--yes]', 'status', 'start', 'studio [--port N] [--host ADDRESS]']) {
         expect(run.stdout).toContain(`  ${form}`);
       }
     }
   });
 
   it('has --help on every subcommand', async () => {
-    const forms = [['migrate'], ['migrate', 'up'], ['migrate', 'down'], ['migrate', 'status'], ['migrate', 'create'], ['seed'], ['secrets'], ['secrets', 'rotate'], ['status'], ['start'], ['studio']];
+    const forms = [['migrate'], ['migrate', 'up'], ['migrate', 'down'], ['migrate', 'status'], ['migrate', 'create'], ['seed'], ['secrets'], ['secrets', 'rotate'], ['tenant', 'export'], ['tenant', 'import'], ['tenant', 'delete'], ['status'], ['start'], ['studio']];
     for (const form of forms) {
       const run = await database([...form, '--help']);
       expect(run, form.join(' ')).toMatchObject({ code: 0, stderr: '' });
