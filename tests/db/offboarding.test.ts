@@ -35,6 +35,9 @@ const folder = () => {
   return join(dir, 'export');
 };
 
+/** agents.scope of a global agent (migration 0011). */
+const GLOBAL_SCOPE = '00000000-0000-0000-0000-000000000000';
+
 /** Inserts (as the owner) a tenant with rows in every tenant table; returns its id and first user. */
 async function insertTenantWorld(db: Kysely<any>, roleId: number, modelId: number, toolId: number, globalAgentId: string) {
   const slug = `off-${randomUUID().slice(0, 8)}`;
@@ -49,19 +52,21 @@ async function insertTenantWorld(db: Kysely<any>, roleId: number, modelId: numbe
     returning id`);
   const [agent] = await q<{ id: string }>(sql`insert into agents (tenant_id, user_id, model_id, name, model_parameters) values (${tenantId}, ${u1!.id}, ${modelId}, 'Own', '{"temperature": 0.7}') returning id`);
   await q(sql`insert into agent_tools (agent_id, tool_id) values (${agent!.id}, ${toolId})`);
-  await q(sql`insert into user_agents (tenant_id, user_id, agent_id, role) values (${tenantId}, ${u2!.id}, ${agent!.id}, 'editor'), (${tenantId}, ${u2!.id}, ${globalAgentId}, 'viewer')`);
-  const [convo] = await q<{ id: string }>(sql`insert into conversations (tenant_id, user_id, agent_id, title) values (${tenantId}, ${u1!.id}, ${agent!.id}, 'First') returning id`);
+  // agent_scope (migration 0011): the agent's tenant, or the nil UUID for a global agent.
+  await q(sql`insert into user_agents (tenant_id, user_id, agent_scope, agent_id, role) values
+    (${tenantId}, ${u2!.id}, ${tenantId}, ${agent!.id}, 'editor'), (${tenantId}, ${u2!.id}, ${GLOBAL_SCOPE}, ${globalAgentId}, 'viewer')`);
+  const [convo] = await q<{ id: string }>(sql`insert into conversations (tenant_id, user_id, agent_scope, agent_id, title) values (${tenantId}, ${u1!.id}, ${tenantId}, ${agent!.id}, 'First') returning id`);
   // A reply whose id sorts before its parent's: the export (in id order) has the reply first.
   const root = `ffffffff-${randomUUID().slice(9)}`;
   const reply = `00000000-${randomUUID().slice(9)}`;
   await q(sql`insert into messages (tenant_id, id, conversation_id, role, content) values (${tenantId}, ${root}, ${convo!.id}, 'user', '{"text": "hello\\nworld ✓"}')`);
   await q(sql`insert into messages (tenant_id, id, conversation_id, parent_id, role, content) values (${tenantId}, ${reply}, ${convo!.id}, ${root}, 'assistant', '[{"type": "text", "text": "hi"}]')`);
   await q(sql`update conversations set summary_message_id = ${reply} where tenant_id = ${tenantId} and id = ${convo!.id}`);
-  const [resource] = await q<{ id: string }>(sql`insert into resources (tenant_id, agent_id, message_id, name, type, content) values (${tenantId}, ${agent!.id}, ${root}, 'notes.txt', 'text', 'notes') returning id`);
+  const [resource] = await q<{ id: string }>(sql`insert into resources (tenant_id, agent_scope, agent_id, message_id, name, type, content) values (${tenantId}, ${tenantId}, ${agent!.id}, ${root}, 'notes.txt', 'text', 'notes') returning id`);
   await q(sql`
-    insert into usage (tenant_id, user_id, model_id, agent_id, message_id, type, input_tokens, output_tokens, cost, idempotency_key) values
-      (${tenantId}, ${u1!.id}, ${modelId}, ${agent!.id}, ${reply}, 'chat', 1234, 567, 0.000584, 'req-1'),
-      (${tenantId}, ${u1!.id}, ${modelId}, null, null, 'embedding', 10, 0, 0.10000000000000000001, null)`);
+    insert into usage (tenant_id, user_id, model_id, agent_scope, agent_id, message_id, type, input_tokens, output_tokens, cost, idempotency_key) values
+      (${tenantId}, ${u1!.id}, ${modelId}, ${tenantId}, ${agent!.id}, ${reply}, 'chat', 1234, 567, 0.000584, 'req-1'),
+      (${tenantId}, ${u1!.id}, ${modelId}, null, null, null, 'embedding', 10, 0, 0.10000000000000000001, null)`);
   const embedding = toVectorSql(Array.from({ length: 1536 }, (_, i) => (i % 7) / 7 - 0.3));
   await q(sql`insert into vectors (tenant_id, conversation_id, resource_id, tool_id, position, content, embedding) values
     (${tenantId}, ${convo!.id}, ${resource!.id}, ${toolId}, 0, 'a chunk about offboarding', ${embedding}::vector)`);
@@ -249,7 +254,12 @@ describe('importTenant refuses, writing nothing', () => {
         const where = table === 'agents' ? sql`where tenant_id is null` : sql``;
         const { rows } = await sql<{ row: unknown }>`select to_jsonb(x) as row from ${sql.table(table)} x ${where}`.execute(t.db.withoutPlugins());
         if (rows.length === 0) continue;
-        await sql`insert into ${sql.table(table)} select * from jsonb_populate_recordset(null::${sql.table(table)}, ${JSON.stringify(rows.map((r) => r.row))}::jsonb)`.execute(empty.db.withoutPlugins());
+        // Every column but the generated ones (agents.scope, migration 0011), which take no value.
+        const { rows: columns } = await sql<{ name: string }>`
+          select column_name as name from information_schema.columns
+          where table_schema = 'public' and table_name = ${table} and is_generated = 'NEVER' order by ordinal_position`.execute(empty.db.withoutPlugins());
+        const list = sql.join(columns.map((c) => sql.id(c.name)));
+        await sql`insert into ${sql.table(table)} (${list}) select ${list} from jsonb_populate_recordset(null::${sql.table(table)}, ${JSON.stringify(rows.map((r) => r.row))}::jsonb)`.execute(empty.db.withoutPlugins());
       }
       await importTenant(empty.db, { dir });
       expect(await tenantCounts(empty.db, tenant)).toEqual(Object.fromEntries(manifest.tables.map((e) => [e.table, e.rows])));
