@@ -23,6 +23,8 @@ export interface TenantInfo {
   unlimited: string[];
   /** The tenant's own agents. */
   agents: string[];
+  /** The user each of the tenant's agents belongs to (null: tenant-wide). */
+  agentOwners: Map<string, string | null>;
   vectors: number;
 }
 
@@ -116,6 +118,17 @@ export async function loadWorld(bare: BareClient, settings: Settings, options: {
   };
 }
 
+/**
+ * The agents `userId` of tenant `t` may use: the global ones, the tenant's tenant-wide ones and
+ * the user's own (the world shares none), as listAgentsForUser lists them.
+ */
+export function agentsUsableBy(globalAgents: readonly string[], t: TenantInfo, userId: string): string[] {
+  return [...globalAgents, ...t.agents.filter((id) => {
+    const owner = t.agentOwners.get(id);
+    return owner === null || owner === userId;
+  })];
+}
+
 /** Vectors per tenant: 80% the big one, 5% the second, the other 15% Zipf-shared by the rest. */
 function vectorQuotas(settings: Settings, tenants: number): number[] {
   const total = Math.round(settings.bigTenantVectors / 0.8);
@@ -150,7 +163,7 @@ async function loadTenants(bare: BareClient, settings: Settings, r: Random): Pro
   perTenant.push(1); // the ingestion tenant
   const tenants: TenantInfo[] = perTenant.map((_, index) => {
     const slug = index === settings.tenants ? 'bench-ingest' : `tenant-${String(index).padStart(3, '0')}`;
-    return { index, id: uuid(r), slug, users: [], budgeted: [], unlimited: [], agents: [], vectors: 0 };
+    return { index, id: uuid(r), slug, users: [], budgeted: [], unlimited: [], agents: [], agentOwners: new Map(), vectors: 0 };
   });
   await bare.query(
     `insert into tenants (id, name, slug, plan) select id, 'Tenant ' || slug, slug, plan
@@ -186,8 +199,10 @@ async function loadAgents(bare: BareClient, tenants: TenantInfo[], catalog: { mo
     const n = 1 + Math.min(4, Math.floor(t.users.length / 10));
     for (let i = 0; i < n; i += 1) {
       const id = uuid(r);
+      const user = r() < 1 / 3 ? pick(r, t.users) : null;
       t.agents.push(id);
-      rows.push({ id, tenant: t.id, user: r() < 1 / 3 ? pick(r, t.users) : null });
+      t.agentOwners.set(id, user);
+      rows.push({ id, tenant: t.id, user });
     }
   }
   await bare.query(
@@ -231,7 +246,7 @@ async function loadConversations(
       const messages = Math.min(200, Math.max(1, Math.round(-Math.log(1 - r()) * settings.meanMessages)));
       const c: ConversationInfo = { tenantId: t.id, id: uuid(r), userId: t.users[userOf(r)]!, messages, deleted: r() < 0.05 };
       conversations.push(c);
-      convRows.push({ c, agent: pick(r, [...globalAgents, ...t.agents]), title: texts.message(r, between(r, 2, 6)), created, last });
+      convRows.push({ c, agent: pick(r, agentsUsableBy(globalAgents, t, c.userId)), title: texts.message(r, between(r, 2, 6)), created, last });
     }
   });
   const totalMessages = conversations.reduce((a, c) => a + c.messages, 0);
@@ -239,10 +254,12 @@ async function loadConversations(
   for (let i = 0; i < convRows.length; i += 5000) {
     const batch = convRows.slice(i, i + 5000);
     await bare.query(
-      `insert into conversations (tenant_id, id, user_id, agent_id, title, deleted, deleted_at, last_activity_at, created_at, updated_at)
-       select tenant_id, id, user_id, agent_id, title, deleted, case when deleted then last_at + interval '1 hour' end, last_at, created_at, last_at
+      `insert into conversations (tenant_id, id, user_id, agent_id, agent_scope, title, deleted, deleted_at, last_activity_at, created_at, updated_at)
+       select c.tenant_id, c.id, c.user_id, c.agent_id, a.scope, c.title, c.deleted, case when c.deleted then c.last_at + interval '1 hour' end,
+              c.last_at, c.created_at, c.last_at
        from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::boolean[], $7::timestamptz[], $8::timestamptz[])
-         as c(tenant_id, id, user_id, agent_id, title, deleted, last_at, created_at)`,
+         as c(tenant_id, id, user_id, agent_id, title, deleted, last_at, created_at)
+       join agents a on a.id = c.agent_id`,
       [
         batch.map((x) => x.c.tenantId), batch.map((x) => x.c.id), batch.map((x) => x.c.userId), batch.map((x) => x.agent),
         batch.map((x) => x.title), batch.map((x) => x.c.deleted), batch.map((x) => new Date(x.last).toISOString()),

@@ -55,7 +55,8 @@ export {
   MIN_DATE,
   MAX_DATE,
 } from './queries/limits.ts';
-export { createTenant, getCurrentTenant, type Tenant } from './queries/tenants.ts';
+export { createTenant, getCurrentTenant, updateTenant, type Tenant } from './queries/tenants.ts';
+export { TENANT_SETTING_KEYS, type TenantSettings, type TenantSettingsPatch } from './queries/tenant-settings.ts';
 export {
   createUser,
   findUser,
@@ -65,6 +66,19 @@ export {
   type User,
   type ApiKeyOwner,
 } from './queries/users.ts';
+export {
+  updateUser,
+  setUserStatus,
+  setUserRole,
+  setBudget,
+  topUpBudget,
+  listUsers,
+  rotateApiKey,
+  revokeApiKey,
+  USER_STATUSES,
+  type UserStatus,
+  type ListUsersParams,
+} from './queries/user-admin.ts';
 export { can } from './queries/authz.ts';
 export { listModels, getModelByInternalName, type Model, type ModelType } from './queries/models.ts';
 export { getProviderCredentials, type ProviderCredentials } from './queries/providers.ts';
@@ -141,11 +155,17 @@ export {
 export { rotateSecrets, type RotateSecretsOptions, type SecretRotation, type ColumnRotation } from './db/rotate-secrets.ts';
 export { SecretKeyRing, parseSecretKeys, generateSecretKey } from './db/secrets.ts';
 
+// Tenant offboarding (the owner path).
+export { exportTenant, EXPORT_FORMAT, MANIFEST_FILE, type ExportTenantOptions, type TenantExportManifest, type ExportedTable } from './db/export-tenant.ts';
+export { importTenant, type ImportTenantOptions, type TenantImport } from './db/import-tenant.ts';
+export { deleteTenant, type DeleteTenantOptions, type TenantDeletion } from './db/delete-tenant.ts';
+
 // Errors.
 export {
   BudgetExceededError,
   ConfigError,
   ConnectionError,
+  IdempotencyConflictError,
   MigrationError,
   NotFoundError,
   PermissionError,
@@ -153,6 +173,8 @@ export {
   StoreLockedError,
   StoreOpenError,
   TenantContextError,
+  TenantTransferError,
+  UserDisabledError,
   ValidationError,
   sqlState,
 } from './db/errors.ts';

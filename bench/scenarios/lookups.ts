@@ -1,19 +1,19 @@
 /**
- * Point lookups (getUser, resolveAgent) and lists (listConversations, listMessages) through the
- * package, inside withTenant, against the same SQL text through a bare driver connection in a
+ * Point lookups (getUser, resolveAgent), lists (listConversations, listMessages) and one write
+ * (createConversation: an INSERT … SELECT that checks the agent) through the package, inside withTenant, against the same SQL text through a bare driver connection in a
  * transaction that sets the same role and tenant (so the ratio is the package's own overhead),
  * and against the bare statement alone (no transaction: what withTenant's round trips cost).
  * The three variants run interleaved, over targets drawn across tenants of every size.
  */
 import { withTenant } from '../../src/db/tenant.ts';
 import { resolveAgent } from '../../src/queries/agents.ts';
-import { listConversations } from '../../src/queries/conversations.ts';
+import { createConversation, listConversations } from '../../src/queries/conversations.ts';
 import { listMessages } from '../../src/queries/messages.ts';
 import { getUser } from '../../src/queries/users.ts';
 import type { TenantTx } from '../../src/db/tenant-tx.ts';
 import type { Backend } from '../backend.ts';
 import { captureStatements, type Statement } from '../capture.ts';
-import type { World } from '../data.ts';
+import { agentsUsableBy, type World } from '../data.ts';
 import { interleaved, ratio, summarize } from '../measure.ts';
 import { say } from '../progress.ts';
 import { pick } from '../random.ts';
@@ -29,22 +29,27 @@ const TARGETS = 200;
 /** The goal: the package's p50 at most 10% above the bare client's. */
 const MAX_RATIO = 1.1;
 
-/** The four lookups, each measured against its bare baselines. */
+/** The lookups and createConversation, each measured against its bare baselines. */
 export async function lookupScenarios(backend: Backend, world: World): Promise<Result[]> {
   const r = world.random;
   const live = world.conversations.filter((c) => !c.deleted);
   const tenantsById = new Map(world.tenants.map((t) => [t.id, t]));
-  const targets: Record<string, Target[]> = { getUser: [], resolveAgent: [], listConversations: [], listMessages: [] };
+  const targets: Record<string, Target[]> = { getUser: [], resolveAgent: [], listConversations: [], listMessages: [], createConversation: [] };
   for (let i = 0; i < TARGETS; i += 1) {
     // A conversation drawn uniformly: tenants and users weighted by their activity.
     const c = pick(r, live);
     const tenant = tenantsById.get(c.tenantId)!;
     targets.getUser!.push({ tenantId: c.tenantId, call: (tx) => getUser(tx, { userId: c.userId }) });
-    const agentId = pick(r, [...world.globalAgents, ...tenant.agents]);
-    targets.resolveAgent!.push({ tenantId: c.tenantId, call: (tx) => resolveAgent(tx, { agentId }) });
+    // An agent the conversation's user may use (global, tenant-wide or the user's own).
+    const agentId = pick(r, agentsUsableBy(world.globalAgents, tenant, c.userId));
+    targets.resolveAgent!.push({ tenantId: c.tenantId, call: (tx) => resolveAgent(tx, { agentId, userId: c.userId }) });
     targets.listConversations!.push({ tenantId: c.tenantId, call: (tx) => listConversations(tx, { userId: c.userId }) });
     const m = pick(r, world.conversations);
     targets.listMessages!.push({ tenantId: m.tenantId, call: (tx) => listMessages(tx, { conversationId: m.id }) });
+    targets.createConversation!.push({
+      tenantId: c.tenantId,
+      call: (tx) => createConversation(tx, { userId: c.userId, agentId, title: 'bench' }),
+    });
   }
 
   const results: Result[] = [];

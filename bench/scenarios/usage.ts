@@ -8,7 +8,7 @@ import { withTenant } from '../../src/db/tenant.ts';
 import { recordUsage } from '../../src/queries/usage.ts';
 import type { Backend } from '../backend.ts';
 import { captureStatements, type Statement } from '../capture.ts';
-import type { World } from '../data.ts';
+import { agentsUsableBy, type World } from '../data.ts';
 import { cpuFigures, cpuMeter } from '../cpu.ts';
 import { concurrent, ratio } from '../measure.ts';
 import { say } from '../progress.ts';
@@ -19,13 +19,19 @@ const CONCURRENCY = 8;
 /** The recordUsage runs and the lost-update check. */
 export async function usageScenarios(backend: Backend, world: World): Promise<Result[]> {
   const s = world.settings;
-  const payers = world.tenants.flatMap((t) => t.budgeted.map((userId) => ({ tenantId: t.id, userId })));
+  // Each charge names an agent its user may use (the gateway charges an agent's model call).
+  const payer = (t: World['tenants'][number], userId: string) => {
+    const agents = agentsUsableBy(world.globalAgents, t, userId);
+    return { tenantId: t.id, userId, agentId: agents[(userId.charCodeAt(0) + userId.charCodeAt(1)) % agents.length]! };
+  };
+  const payers = world.tenants.flatMap((t) => t.budgeted.map((userId) => payer(t, userId)));
   const unlimited = world.tenants.flatMap((t) => t.unlimited.map((userId) => ({ tenantId: t.id, userId })));
   let key = 0;
-  const charge = (tenantId: string, userId: string, i: number) =>
-    withTenant(backend.db, tenantId, (tx) =>
+  const charge = (p: { tenantId: string; userId: string; agentId: string }, i: number) =>
+    withTenant(backend.db, p.tenantId, (tx) =>
       recordUsage(tx, {
-        userId,
+        userId: p.userId,
+        agentId: p.agentId,
         modelId: world.modelIds[i % 2]!,
         type: 'chat',
         inputTokens: 200 + (i % 3000),
@@ -38,7 +44,7 @@ export async function usageScenarios(backend: Backend, world: World): Promise<Re
   const meter = await cpuMeter(backend);
   const spread = await concurrent((_, i) => {
     const p = payers[(i * 7919) % payers.length]!;
-    return charge(p.tenantId, p.userId, i);
+    return charge(p, i);
   }, { concurrency: CONCURRENCY, durationMs: s.usageSeconds * 1000 });
   const spent = await meter();
 
@@ -59,7 +65,7 @@ export async function usageScenarios(backend: Backend, world: World): Promise<Re
   const sample = payers[0]!;
   const sampleKey = `bench-capture-${Date.now()}`;
   const captured = await captureStatements(backend.db, sample.tenantId, (tx) =>
-    recordUsage(tx, { userId: sample.userId, modelId: world.modelIds[0]!, type: 'chat', inputTokens: 200, outputTokens: 50, idempotencyKey: sampleKey }),
+    recordUsage(tx, { userId: sample.userId, agentId: sample.agentId, modelId: world.modelIds[0]!, type: 'chat', inputTokens: 200, outputTokens: 50, idempotencyKey: sampleKey }),
   );
   if (captured.length !== 1) throw new Error(`recordUsage sent ${captured.length} statements; the replay expects one`);
   const [chargeStatement] = captured as [Statement];
@@ -67,16 +73,17 @@ export async function usageScenarios(backend: Backend, world: World): Promise<Re
   const replayMeter = await cpuMeter(backend);
   const replay = await concurrent((w, i) => {
     const p = payers[(i * 7919) % payers.length]!;
-    const swap = (v: unknown) => (v === sample.tenantId ? p.tenantId : v === sample.userId ? p.userId : v === sampleKey ? `bench-${(key += 1)}` : v);
+    const swap = (v: unknown) =>
+      v === sample.tenantId ? p.tenantId : v === sample.userId ? p.userId : v === sample.agentId ? p.agentId : v === sampleKey ? `bench-${(key += 1)}` : v;
     return clients[w]!.tenantTransaction(p.tenantId, async (q) => {
       await q(chargeStatement.sql, chargeStatement.parameters.map(swap));
     });
   }, { concurrency: CONCURRENCY, durationMs: s.usageSeconds * 1000 });
   const replaySpent = await replayMeter();
 
-  const hotUser = { tenantId: world.big.id, userId: world.big.budgeted[0]! };
+  const hotUser = payer(world.big, world.big.budgeted[0]!);
   say(`recordUsage: concurrency ${CONCURRENCY}, all on one user, for ${Math.max(1, s.usageSeconds / 2)} s…`);
-  const hot = await concurrent((_, i) => charge(hotUser.tenantId, hotUser.userId, i), {
+  const hot = await concurrent((_, i) => charge(hotUser, i), {
     concurrency: CONCURRENCY,
     durationMs: Math.max(1, s.usageSeconds / 2) * 1000,
   });

@@ -20,8 +20,12 @@ commands:
   migrate create NAME                     write the next NNNN_NAME.up.sql / .down.sql
   seed [--dir PATH] [--force]             load the seed data (data/*.csv)
   secrets rotate [--yes]                  re-encrypt every secret under the current key (DB_SECRET_KEYS)
+  tenant export ID DIR                    write every row of a tenant to a folder (NDJSON + manifest)
+  tenant import DIR                       load such a folder into a database without that tenant
+  tenant delete ID [--yes]                remove every row of a tenant (asks first; without a terminal needs --yes)
   status                                  versions, migrations, tables with row counts and RLS
   start                                   migrate + seed + status (what a service's getDb() does)
+  studio [--port N] [--host ADDRESS]      a local read-only web page to browse the database
 
   database COMMAND --help                 more about one command
   database --version                      the package's version
@@ -32,8 +36,10 @@ const COMMANDS: Record<string, () => Promise<(args: string[]) => Promise<number>
   migrate: async () => (await import('./migrate.ts')).runMigrate,
   seed: async () => (await import('./seed.ts')).runSeed,
   secrets: async () => (await import('./secrets.ts')).runSecrets,
+  tenant: async () => (await import('./tenant.ts')).runTenant,
   status: async () => (await import('./status.ts')).runStatus,
   start: async () => (await import('./start.ts')).runStart,
+  studio: async () => (await import('./studio.ts')).runStudio,
 };
 
 const major = Number(process.versions.node.split('.')[0]);

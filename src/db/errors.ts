@@ -142,6 +142,23 @@ export class BudgetExceededError extends Error {
   }
 }
 
+/**
+ * An idempotency key was used again for a different request: `key` is the key, `fields` the
+ * parameters of this call that differ from the first request's (recordUsage: userId, modelId,
+ * type, the token counts, agentId, messageId). Only their names: the first request's values may be
+ * another user's and are never shown. Nothing was charged.
+ */
+export class IdempotencyConflictError extends Error {
+  override readonly name = 'IdempotencyConflictError';
+  readonly key: string;
+  readonly fields: readonly string[];
+  constructor(key: string, fields: readonly string[]) {
+    super(`idempotency key ${JSON.stringify(key)} was already used for a request with another ${fields.join(', ')}: nothing was charged`);
+    this.key = key;
+    this.fields = fields;
+  }
+}
+
 /** The constraint named by a foreign-key violation (SQLSTATE 23503), if `error` is one. */
 export function foreignKeyViolated(error: unknown): string | undefined {
   if (sqlState(error) !== '23503') return undefined;
@@ -217,5 +234,33 @@ export class SecretError extends Error {
     this.binding = binding;
     this.keyId = keyId;
     this.reason = reason;
+  }
+}
+
+/** A charge for a user whose status is `disabled` (setUserStatus): refused, nothing written. */
+export class UserDisabledError extends Error {
+  override readonly name = 'UserDisabledError';
+  readonly userId: string;
+  constructor(userId: string) {
+    super(`user ${userId} is disabled: it cannot be charged`);
+    this.userId = userId;
+  }
+}
+
+/**
+ * exportTenant, importTenant or deleteTenant refused or failed: `tenantId` is the tenant, `file`
+ * the export file (and `line` its line) at fault, when one is; `cause` the driver error, if any.
+ * Nothing was written (an import is one transaction; an export writes its manifest last).
+ */
+export class TenantTransferError extends Error {
+  override readonly name = 'TenantTransferError';
+  readonly tenantId: string | undefined;
+  readonly file: string | undefined;
+  readonly line: number | undefined;
+  constructor(message: string, details: { tenantId?: string; file?: string; line?: number; cause?: unknown } = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.tenantId = details.tenantId;
+    this.file = details.file;
+    this.line = details.line;
   }
 }

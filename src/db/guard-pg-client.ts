@@ -53,15 +53,18 @@ export function guardClient(client: pg.PoolClient, nameStatements: ((query: Quer
 
   const finish = async (text: string): Promise<unknown> => {
     ctx.inTenantTransaction = false;
-    if (text === 'rollback' && registeredInTransaction) ctx.registered = false;
+    const registeredHere = registeredInTransaction;
     registeredInTransaction = false;
-    let results: Result[];
+    let results: Array<Result & { command?: string }>;
     try {
-      results = (await raw(`${text}; ${CLEANUP_SQL}`)) as Result[];
+      results = (await raw(`${text}; ${CLEANUP_SQL}`)) as Array<Result & { command?: string }>;
     } catch (error) {
       ctx.poisoned = `the end of a tenant transaction failed (${error instanceof Error ? error.message : String(error)})`;
       throw error;
     }
+    // A key registered in a transaction that did not commit is gone with it: a ROLLBACK, or a
+    // COMMIT of a transaction in which a statement failed (the server answers it with ROLLBACK).
+    if (registeredHere && results[0]?.command !== 'COMMIT') ctx.registered = false;
     const report = results.at(-1)?.rows[0];
     // node-postgres keeps the names it prepared on this connection here (pg 8: Connection#parsedStatements).
     const parsed = (client as unknown as { connection: { parsedStatements: Record<string, string> } }).connection.parsedStatements;

@@ -35,6 +35,10 @@ export interface Agents {
   modelParameters: Generated<Json>;
   name: string;
   promptId: number | null;
+  /**
+   * tenant_id, or the nil UUID for a global agent: what tenant rows reference with (agent_scope, agent_id).
+   */
+  scope: Generated<string>;
   tenantId: string | null;
   updatedAt: Generated<Timestamp>;
   userId: string | null;
@@ -66,6 +70,10 @@ export interface AppTenantContexts {
 
 export interface Conversations {
   agentId: string | null;
+  /**
+   * The agent's scope (agents.scope): tenant_id, or the nil UUID for a global agent.
+   */
+  agentScope: string | null;
   createdAt: Generated<Timestamp>;
   deleted: Generated<boolean>;
   deletedAt: Timestamp | null;
@@ -148,6 +156,10 @@ export interface Providers {
 
 export interface Resources {
   agentId: string | null;
+  /**
+   * The agent's scope (agents.scope): tenant_id, or the nil UUID for a global agent.
+   */
+  agentScope: string | null;
   content: string | null;
   createdAt: Generated<Timestamp>;
   id: Generated<string>;
@@ -199,6 +211,10 @@ export interface Tools {
 
 export interface Usage {
   agentId: string | null;
+  /**
+   * The agent's scope (agents.scope): tenant_id, or the nil UUID for a global agent.
+   */
+  agentScope: string | null;
   cacheReadTokens: Generated<number>;
   cacheWriteTokens: Generated<number>;
   cost: Numeric;
@@ -216,6 +232,10 @@ export interface Usage {
 
 export interface UserAgents {
   agentId: string;
+  /**
+   * The agent's scope (agents.scope): tenant_id, or the nil UUID for a global agent.
+   */
+  agentScope: string;
   createdAt: Generated<Timestamp>;
   id: Generated<string>;
   role: Generated<string>;

@@ -23,6 +23,16 @@ export const FUNCTION_ROLES = {
   costSummary: ['app_server'],
   getUserBudget: ['app_server', 'app_gateway'],
   getCurrentTenant: ['app_server', 'app_gateway', 'app_cms'],
+  // The admin path (migration 0014): identity, rank, money and the tenant's own row.
+  updateUser: ['app_server'],
+  setUserStatus: ['app_server'],
+  setUserRole: ['app_server'],
+  setBudget: ['app_server'],
+  topUpBudget: ['app_server'],
+  listUsers: ['app_server'],
+  rotateApiKey: ['app_server'],
+  revokeApiKey: ['app_server'],
+  updateTenant: ['app_server'],
   // Model lookups and charges: the gateway (the cms resolves agents with their models).
   listModels: ['app_gateway', 'app_cms'],
   getModelByInternalName: ['app_gateway', 'app_cms'],

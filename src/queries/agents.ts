@@ -154,7 +154,7 @@ export async function getAgent(db: TenantTx, params: { agentId: string }): Promi
     .selectFrom('agents as a')
     .select(AGENT_COLUMNS_OF_A)
     .where('a.id', '=', params.agentId)
-    .where((eb) => visibleAgent(eb, tenantId))
+    .where((eb) => visibleAgent(eb, tenantId, 'tenant'))
     .executeTakeFirst();
   if (agent === undefined) throw new NotFoundError('agent', params.agentId);
   return agent;
@@ -303,15 +303,15 @@ export async function shareAgent(
   try {
     shared = await db
       .insertInto('userAgents')
-      .columns(['tenantId', 'userId', 'agentId', 'role'])
-      // From the agent, so that an agent the tenant cannot see inserts nothing: the foreign key
-      // alone would accept another tenant's agent (foreign key checks bypass RLS).
+      .columns(['tenantId', 'userId', 'agentId', 'agentScope', 'role'])
+      // From the agent, so that an agent the tenant cannot see inserts nothing (and the row gets
+      // the agent's scope: the key (agent_scope, agent_id) refuses another tenant's agent too).
       .expression((eb) =>
         eb
           .selectFrom('agents as a')
-          .select([eb.val(tenantId).as('tenantId'), eb.val(userId).as('userId'), 'a.id', eb.val(role).as('role')])
+          .select([eb.val(tenantId).as('tenantId'), eb.val(userId).as('userId'), 'a.id', 'a.scope', eb.val(role).as('role')])
           .where('a.id', '=', agentId)
-          .where((eb) => visibleAgent(eb, tenantId)),
+          .where((eb) => visibleAgent(eb, tenantId, 'tenant')),
       )
       .onConflict((oc) =>
         oc
@@ -335,26 +335,31 @@ export async function shareAgent(
     .where('ua.tenantId', '=', tenantId)
     .where('ua.userId', '=', userId)
     .where('ua.agentId', '=', agentId)
-    .where((eb) => visibleAgent(eb, tenantId))
+    .where((eb) => visibleAgent(eb, tenantId, 'tenant'))
     .executeTakeFirst();
   if (existing === undefined) throw new NotFoundError('agent', agentId);
   return existing;
 }
 
 /**
- * An agent (global or the tenant's) with its prompt, model, provider (never the API key) and tools
- * ordered by name, in ONE statement: joins, and a JSON aggregate of the tools.
- * NotFoundError('agent', id) when the tenant cannot see it.
+ * An agent with its prompt, model, provider (never the API key) and tools ordered by name, resolved
+ * for user `userId` (whom the service runs it for), in ONE statement: joins, and a JSON aggregate
+ * of the tools. The agent must be one the user may use (global, tenant-wide, the user's own or
+ * shared with the user: see listAgentsForUser); any other agent, another user's private one
+ * included, → NotFoundError('agent', id), exactly as an id that does not exist. A user that is
+ * not the tenant's → NotFoundError('user', id) (a second statement, only then).
  *
  * @example
- * const { agent, prompt, model, provider, tools } = await withTenant(db, tenantId, (tx) => resolveAgent(tx, { agentId }));
+ * const { agent, prompt, model, provider, tools } = await withTenant(db, tenantId, (tx) => resolveAgent(tx, { agentId, userId }));
  *
  * Roles: app_cms (README, "Production roles").
  */
-export async function resolveAgent(db: TenantTx, params: { agentId: string }): Promise<ResolvedAgent> {
+export async function resolveAgent(db: TenantTx, params: { agentId: string; userId: string }): Promise<ResolvedAgent> {
   assertRole(db, 'resolveAgent');
   const tenantId = tenantOf(db);
   assertUuid('agentId', params.agentId);
+  assertUuid('userId', params.userId);
+  const { userId } = params;
   const row = await db
     .selectFrom('agents as a')
     .innerJoin('models as m', 'm.id', 'a.modelId')
@@ -376,9 +381,16 @@ export async function resolveAgent(db: TenantTx, params: { agentId: string }): P
       toolsOf(eb.ref('a.id')).as('tools'),
     ])
     .where('a.id', '=', params.agentId)
-    .where((eb) => visibleAgent(eb, tenantId))
+    .where((eb) => visibleAgent(eb, tenantId, { userId }))
+    // The user must be the tenant's: a global or tenant-wide agent is not resolved for nobody.
+    .where(({ exists, selectFrom }) =>
+      exists(selectFrom('users as u').select(sql.lit(1).as('one')).where('u.tenantId', '=', tenantId).where('u.id', '=', userId)),
+    )
     .executeTakeFirst();
-  if (row === undefined) throw new NotFoundError('agent', params.agentId);
+  if (row === undefined) {
+    if (!(await userExists(db, tenantId, userId))) throw new NotFoundError('user', userId);
+    throw new NotFoundError('agent', params.agentId);
+  }
   const agent: Agent = {
     id: row.id, tenantId: row.tenantId, userId: row.userId, modelId: row.modelId, promptId: row.promptId,
     name: row.name, description: row.description, modelParameters: row.modelParameters,
@@ -399,9 +411,60 @@ export async function resolveAgent(db: TenantTx, params: { agentId: string }): P
   return { agent, prompt, model, provider, tools: row.tools };
 }
 
-/** Global agents and the tenant's own (the agents_select policy, stated again in the query). */
-function visibleAgent(eb: ExpressionBuilder<DB & { a: Agents }, 'a'>, tenantId: string): Expression<SqlBool> {
-  return eb.or([eb('a.tenantId', 'is', null), eb('a.tenantId', '=', tenantId)]);
+/**
+ * Whom an agent must be visible to (see {@link visibleAgent}):
+ * - `'tenant'`: the tenant itself, as its CMS manages agents: global agents and every agent of
+ *   the tenant, users' private ones included (the agents_select policy);
+ * - `{ userId }`: a user, when an agent is used on the user's behalf: global agents, the
+ *   tenant's tenant-wide ones (`userId` null), the user's own and those shared with the user
+ *   (user_agents): exactly what listAgentsForUser lists;
+ * - `'everyUser'`: every user of the tenant: global and tenant-wide agents only.
+ */
+export type AgentViewer = 'tenant' | 'everyUser' | { userId: string };
+
+/**
+ * The one SQL condition for "agent `a` is visible to `viewer` in tenant `tenantId`" (see
+ * AgentViewer), for a query over `agents as a`. An agent that fails it is to be reported exactly
+ * like one that does not exist. Global agents have no user (a check constraint), so
+ * `a.tenant_id is null` is the whole test for them.
+ */
+export function visibleAgent(
+  eb: ExpressionBuilder<DB & { a: Agents }, 'a'>,
+  tenantId: string,
+  viewer: AgentViewer,
+): Expression<SqlBool> {
+  const global = eb('a.tenantId', 'is', null);
+  const tenants = eb('a.tenantId', '=', tenantId);
+  if (viewer === 'tenant') return eb.or([global, tenants]);
+  const tenantWide = eb('a.userId', 'is', null);
+  if (viewer === 'everyUser') return eb.or([global, eb.and([tenants, tenantWide])]);
+  const { userId } = viewer;
+  return eb.or([
+    global,
+    eb.and([
+      tenants,
+      eb.or([
+        tenantWide,
+        eb('a.userId', '=', userId),
+        // Shared with the user: a user_agents row of this tenant (its unique key
+        // (tenant_id, user_id, agent_id) is the index).
+        eb.exists(
+          eb
+            .selectFrom('userAgents as ua')
+            .select(sql.lit(1).as('one'))
+            .where('ua.tenantId', '=', tenantId)
+            .where('ua.userId', '=', userId)
+            .whereRef('ua.agentId', '=', 'a.id'),
+        ),
+      ]),
+    ]),
+  ]);
+}
+
+/** Whether `userId` is a user of tenant `tenantId`. */
+async function userExists(db: Executor, tenantId: string, userId: string): Promise<boolean> {
+  const user = await db.selectFrom('users').select('id').where('tenantId', '=', tenantId).where('id', '=', userId).executeTakeFirst();
+  return user !== undefined;
 }
 
 /** `(select 1 from <requested ids> where <not a tool>)`: the subquery of a NOT EXISTS guard. */

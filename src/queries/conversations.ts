@@ -16,6 +16,7 @@ import { tenantOf } from '../db/tenant.ts';
 import { cursorTimestamp, decodeCursor, encodeCursor, type CursorScope, type Page } from './cursor.ts';
 import { assertText, assertUuid, pageLimit } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
+import { visibleAgent } from './agents.ts';
 
 /** A conversation as the query functions return it (the tenant is the caller's own, so not repeated). */
 export type Conversation = Pick<
@@ -49,10 +50,13 @@ const COLUMNS = [
 ] as const;
 
 /**
- * Starts a conversation of user `userId` with agent `agentId` (a global agent or one of the tenant's
- * own; another tenant's agent → NotFoundError('agent'), a user not in the tenant → NotFoundError('user')).
+ * Starts a conversation of user `userId` with agent `agentId`, an agent the user may use: global,
+ * tenant-wide, the user's own or shared with the user (see listAgentsForUser). Any other agent —
+ * another user's private one, another tenant's — → NotFoundError('agent'), exactly as an id that
+ * does not exist; a user not in the tenant → NotFoundError('user').
  *
- * One statement: `insert into conversations … select … from agents where id = $agentId returning …`.
+ * One statement: `insert into conversations … select … from agents where id = $agentId and
+ * <usable by the user> returning …`.
  * The user is checked by the composite foreign key; its violation (23503) aborts the surrounding
  * transaction like any failed statement, and is reported as NotFoundError('user').
  *
@@ -77,19 +81,20 @@ export async function createConversation(
   try {
     row = await db
       .insertInto('conversations')
-      .columns(['tenantId', 'userId', 'agentId', 'title'])
+      .columns(['tenantId', 'userId', 'agentId', 'agentScope', 'title'])
       .expression((eb) =>
         eb
-          .selectFrom('agents')
+          .selectFrom('agents as a')
           .select((eb) => [
             eb.cast<string>(eb.val(tenantId), 'uuid').as('tenantId'),
             eb.cast<string>(eb.val(userId), 'uuid').as('userId'),
-            'agents.id',
+            'a.id',
+            // The agent's scope, half of the key (agent_scope, agent_id) -> agents (scope, id).
+            'a.scope',
             eb.cast<string>(eb.val(title), 'text').as('title'),
           ])
-          .where('agents.id', '=', agentId)
-          // Global or the tenant's own: the same rule as the agents_select policy, said here too.
-          .where((eb) => eb.or([eb('agents.tenantId', 'is', null), eb('agents.tenantId', '=', tenantId)])),
+          .where('a.id', '=', agentId)
+          .where((eb) => visibleAgent(eb, tenantId, { userId })),
       )
       .returning(COLUMNS)
       .executeTakeFirst();

@@ -1,12 +1,13 @@
-import { sql, type Selectable } from 'kysely';
+import { sql, type ExpressionBuilder, type Selectable } from 'kysely';
 import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors.ts';
-import type { Resources } from '../db/schema.generated.ts';
+import type { DB, Resources } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { cursorTimestamp, decodeCursor, toSizedPage, type CursorScope, type Page } from './cursor.ts';
 import { DEFAULT_PAGE_BYTES, MAX_CONTENT_BYTES_CEILING, MAX_METADATA_BYTES, MAX_RESOURCE_CONTENT_BYTES } from './limits.ts';
 import { assertText, assertTextBytes, assertUuid, jsonObject, limitName, limitOption, pageBytes, pageLimit } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
+import { visibleAgent } from './agents.ts';
 
 /** A document or file of the current tenant, attached to an agent and/or a message. */
 export type Resource = Pick<
@@ -19,8 +20,16 @@ const RESOURCE_COLUMNS = [
 ] as const;
 
 /**
- * Creates a resource of the current tenant. `agentId` must be an agent the tenant sees (global or
- * its own) and `messageId` one of its messages; otherwise NotFoundError('agent'|'message', id).
+ * Creates a resource of the current tenant, optionally attached to an agent and/or a message.
+ *
+ * A resource belongs to the tenant (it has no user, and listResources lists it tenant-wide), so
+ * the agent it is attached to must be one its users may use: with `userId` (the user the
+ * resource is created for, a user of the tenant, else NotFoundError('user')), an agent that user
+ * may use — global, tenant-wide, the user's own or shared with the user; without `userId`, an
+ * agent every user of the tenant may use — global or tenant-wide. Any other agent (a user's
+ * private agent without that user, another tenant's) → NotFoundError('agent', id), exactly as an
+ * id that does not exist. `messageId` must be one of the tenant's messages, else
+ * NotFoundError('message', id).
  *
  * Limits, checked before any SQL (ValidationError naming the field and the limit): `content` at
  * most `maxContentBytes` bytes of UTF-8 (default MAX_RESOURCE_CONTENT_BYTES, 16 MiB; at most
@@ -31,6 +40,8 @@ const RESOURCE_COLUMNS = [
  * @example
  * const doc = await withTenant(db, tenantId, (tx) =>
  *   createResource(tx, { name: 'handbook.pdf', type: 'pdf', s3Uri: 's3://docs/handbook.pdf', agentId, metadata: { pages: 12 } }));
+ * const mine = await withTenant(db, tenantId, (tx) =>
+ *   createResource(tx, { name: 'notes.md', type: 'text', content: '…', agentId: myPrivateAgentId, userId: me }));
  *
  * Roles: app_cms (README, "Production roles").
  */
@@ -44,6 +55,8 @@ export async function createResource(
     metadata?: Record<string, unknown>;
     agentId?: string | null;
     messageId?: string | null;
+    /** The user the resource is created for: the agent must be one this user may use. */
+    userId?: string | null;
     /** Most bytes of `content` for this call (default MAX_RESOURCE_CONTENT_BYTES). */
     maxContentBytes?: number;
     /** Most bytes of `metadata` as JSON for this call (default MAX_METADATA_BYTES). */
@@ -73,17 +86,30 @@ export async function createResource(
   if (agentId !== null) assertUuid('agentId', agentId);
   const messageId = params.messageId ?? null;
   if (messageId !== null) assertUuid('messageId', messageId);
+  const userId = params.userId ?? null;
+  if (userId !== null) assertUuid('userId', userId);
+
+  // The scope of the agent when the user (or every user) may use it, else NULL: the row's half of
+  // the key (agent_scope, agent_id) -> agents (scope, id), which alone would accept any agent of
+  // the tenant, private ones included (foreign-key checks bypass row-level security).
+  const agentScope = (eb: ExpressionBuilder<DB, never>) =>
+    eb
+      .selectFrom('agents as a')
+      .select('a.scope')
+      .where('a.id', '=', agentId)
+      .where((eb) => visibleAgent(eb, tenantId, userId === null ? 'everyUser' : { userId }));
 
   let resource: Resource | undefined;
   try {
     resource = await db
       .insertInto('resources')
-      .columns(['tenantId', 'agentId', 'messageId', 'name', 'type', 'content', 's3Uri', 'metadata'])
+      .columns(['tenantId', 'agentId', 'agentScope', 'messageId', 'name', 'type', 'content', 's3Uri', 'metadata'])
       .expression(
         db
           .selectNoFrom((eb) => [
             eb.val(tenantId).as('tenantId'),
             eb.val(agentId).as('agentId'),
+            agentId === null ? eb.val<string | null>(null).as('agentScope') : agentScope(eb).as('agentScope'),
             eb.val(messageId).as('messageId'),
             eb.val(params.name).as('name'),
             eb.val(params.type).as('type'),
@@ -91,17 +117,11 @@ export async function createResource(
             eb.val(s3Uri).as('s3Uri'),
             eb.val(metadata).as('metadata'),
           ])
-          // Only with an agent the tenant sees: the foreign key alone would accept another
-          // tenant's agent (foreign key checks bypass RLS).
-          .$if(agentId !== null, (qb) =>
+          // Nothing to insert when the agent is not one the user may use.
+          .$if(agentId !== null, (qb) => qb.where((eb) => eb(agentScope(eb), 'is not', null)))
+          .$if(userId !== null, (qb) =>
             qb.where((eb) =>
-              eb.exists(
-                eb
-                  .selectFrom('agents as a')
-                  .select(eb.lit(1).as('one'))
-                  .where('a.id', '=', agentId)
-                  .where((eb) => eb.or([eb('a.tenantId', 'is', null), eb('a.tenantId', '=', tenantId)])),
-              ),
+              eb.exists(eb.selectFrom('users as u').select(eb.lit(1).as('one')).where('u.tenantId', '=', tenantId).where('u.id', '=', userId)),
             ),
           ),
       )
@@ -113,7 +133,13 @@ export async function createResource(
     if (constraint === 'resources_agent_id_fkey' && agentId !== null) throw new NotFoundError('agent', agentId);
     throw error;
   }
-  if (resource === undefined) throw new NotFoundError('agent', agentId ?? '');
+  if (resource === undefined) {
+    if (userId !== null) {
+      const user = await db.selectFrom('users').select('id').where('tenantId', '=', tenantId).where('id', '=', userId).executeTakeFirst();
+      if (user === undefined) throw new NotFoundError('user', userId);
+    }
+    throw new NotFoundError('agent', agentId ?? '');
+  }
   return resource;
 }
 

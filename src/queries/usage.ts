@@ -1,6 +1,6 @@
 import { sql, type ExpressionBuilder, type Kysely, type Selectable } from 'kysely';
 import type { TenantTx } from '../db/tenant-tx.ts';
-import { BudgetExceededError, NotFoundError, ValidationError } from '../db/errors.ts';
+import { BudgetExceededError, IdempotencyConflictError, NotFoundError, ValidationError } from '../db/errors.ts';
 import type { DB, Usage } from '../db/schema.generated.ts';
 import { statementTemplate } from '../db/statement-template.ts';
 import { tenantOf } from '../db/tenant.ts';
@@ -8,6 +8,8 @@ import { decimalText } from './decimal.ts';
 import { MAX_COST_SUMMARY_ROWS, MAX_COST_SUMMARY_ROWS_CEILING } from './limits.ts';
 import { assertDate, assertInt, assertText, assertUuid, limitName, limitOption } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
+import { visibleAgent } from './agents.ts';
+import { uncharged } from './users.ts';
 
 /** The largest value of an SQL `integer` (token counts and catalog ids are `integer` columns). */
 const MAX_INT4 = 2_147_483_647;
@@ -69,11 +71,18 @@ export interface RecordUsageParams {
   outputTokens: number;
   cacheReadTokens?: number;
   cacheWriteTokens?: number;
+  /**
+   * The agent the call ran for: one the user may use (global, tenant-wide, the user's own or
+   * shared with the user); any other → NotFoundError('agent') and nothing charged.
+   */
   agentId?: string | null;
+  /** The tenant's message the call answered. */
   messageId?: string | null;
   /**
-   * Charge once per key and tenant: a repeat returns the first usage row as it is (even when the
-   * repeat's other fields differ) and charges nothing, also when the budget no longer covers it.
+   * Charge once per key and tenant: a repeat of the same request (every other field equal, an
+   * omitted field counting as its default) returns the first usage row as it is and charges
+   * nothing, also when the budget no longer covers it or the price changed since; a repeat with
+   * any other field different is refused with IdempotencyConflictError, and charges nothing.
    */
   idempotencyKey?: string | null;
 }
@@ -119,8 +128,15 @@ export interface UserBudget {
  * computed in SQL from the model's numeric per-1k prices, and takes that cost off the user's
  * `remaining` budget in the same statement (no decrement when the user has no budget). Not enough
  * budget → BudgetExceededError and nothing written, even when the caller catches it and goes on in
- * the same transaction. A repeated idempotencyKey returns the first row and charges nothing, also
- * when the two calls race. One round trip; two on a repeated key or a refusal.
+ * the same transaction. A repeated idempotencyKey charges nothing: with the same parameters
+ * (userId, modelId, type, the four token counts, agentId, messageId; an omitted one counts as 0 or
+ * null; UUIDs in any case) it returns the first row as stored, its cost included even when the
+ * model's price changed since; with any of them different it throws IdempotencyConflictError
+ * naming the key and the differing fields (never the first request's values). Also when the calls
+ * race. The agent, message, model and user are checked first (NotFoundError); an `agentId` the
+ * user may not use (another user's private agent, another tenant's) is refused exactly like one
+ * that does not exist: NotFoundError('agent'), nothing charged. One round trip; two on a repeated
+ * key or a refusal.
  *
  * Concurrency: the statement locks the user's row (`for no key update`, only when the user has a
  * budget) before it inserts, and holds the lock until the caller's transaction ends, so charges of
@@ -140,7 +156,7 @@ export async function recordUsage(db: TenantTx, params: RecordUsageParams): Prom
   for (let attempt = 1; ; attempt++) {
     const outcome = await chargeOnce(db, tenantId, call);
     if (outcome.modelFound !== true) throw new NotFoundError('model', call.modelId);
-    if (outcome.userFound !== true) throw new NotFoundError('user', call.userId);
+    if (outcome.userFound !== true) throw await uncharged(db, tenantId, call.userId);
     if (outcome.agentFound !== true) throw new NotFoundError('agent', call.agentId ?? '');
     if (outcome.messageFound !== true) throw new NotFoundError('message', call.messageId ?? '');
     if (outcome.inserted !== null) return outcome.inserted;
@@ -153,7 +169,7 @@ export async function recordUsage(db: TenantTx, params: RecordUsageParams): Prom
         .where('tenantId', '=', tenantId)
         .where('idempotencyKey', '=', call.idempotencyKey)
         .executeTakeFirst();
-      if (existing !== undefined) return existing;
+      if (existing !== undefined) return firstRowOf(call.idempotencyKey, call, existing);
     }
     if (outcome.budgetShort) {
       throw new BudgetExceededError(call.userId, outcome.cost ?? '', outcome.remaining ?? '');
@@ -242,6 +258,42 @@ export async function getUserBudget(db: TenantTx, params: { userId: string }): P
     .where('id', '=', params.userId)
     .executeTakeFirst();
   if (row === undefined) throw new NotFoundError('user', params.userId);
+  return row;
+}
+
+/**
+ * The parameters that make a call the same request as the usage row its key wrote: all of them but
+ * the key, and not the cost, which follows the model's price at the time of the call (a repeat
+ * after a price change is still the same request). Rows written before keys were bound to their
+ * request hold the same columns, so they compare the same way. A row whose agent or message was
+ * deleted since holds null there (`on delete set null`): a repeat naming it is refused earlier, by
+ * the charge statement's NotFoundError.
+ */
+const REQUEST_FIELDS = [
+  'userId',
+  'modelId',
+  'type',
+  'inputTokens',
+  'outputTokens',
+  'cacheReadTokens',
+  'cacheWriteTokens',
+  'agentId',
+  'messageId',
+] as const satisfies readonly (keyof ValidCall & keyof UsageRow)[];
+
+/** UUID parameters: accepted in either case (assertUuid), stored and read back in lower case. */
+const UUID_FIELDS: ReadonlySet<string> = new Set(['userId', 'agentId', 'messageId']);
+
+/** The row `key` wrote when `call` is the same request (REQUEST_FIELDS); IdempotencyConflictError naming the differing fields otherwise. */
+function firstRowOf(key: string, call: ValidCall, row: UsageRow): UsageRow {
+  const differing = REQUEST_FIELDS.filter((field) => {
+    const given = call[field];
+    const stored = row[field];
+    return UUID_FIELDS.has(field) && typeof given === 'string' && typeof stored === 'string'
+      ? given.toLowerCase() !== stored.toLowerCase()
+      : given !== stored;
+  });
+  if (differing.length > 0) throw new IdempotencyConflictError(key, differing);
   return row;
 }
 
@@ -375,7 +427,9 @@ async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall): Prom
  *   b     the same row when it has a budget (`remaining is not null`), locked FOR NO KEY UPDATE:
  *         waits for a concurrent charge to end and then reads the `remaining` it left (READ
  *         COMMITTED re-reads a row it had to wait for); a user without a budget is not locked;
- *   refs  whether the agent and the message, when given, are visible;
+ *   refs  the agent's scope when the agent, if given, is one the charged user may use
+ *         (visibleAgent: global, tenant-wide, the user's own or shared with the user; NULL
+ *         otherwise), and whether the message, when given, is the tenant's;
  *   ins   the usage row, only when all of the above hold and the locked budget covers the cost;
  *         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING waits for a concurrent insert of
  *         the same key and then inserts nothing;
@@ -402,7 +456,7 @@ const chargeStatement = statementTemplate(
           .selectFrom('users')
           .select(sql<boolean>`true`.as('found'))
           .where('tenantId', '=', call.tenantId)
-          .where('id', '=', call.userId),
+          .where('id', '=', call.userId).where('status', '=', sql.lit('active')),
       )
       .with('b', (qb) =>
         qb
@@ -415,9 +469,17 @@ const chargeStatement = statementTemplate(
       )
       .with('refs', (qb) =>
         qb.selectNoFrom((eb) => [
-          sql<boolean>`${
-            shape.agent ? eb.exists(eb.selectFrom('agents').select('agents.id').where('agents.id', '=', call.agentId)) : sql`true`
-          }`.as('agentFound'),
+          // The agent's scope when the charged user may use it (NULL otherwise, and without an
+          // agent): the row's half of the key (agent_scope, agent_id) -> agents (scope, id).
+          sql<string | null>`${
+            shape.agent
+              ? eb
+                  .selectFrom('agents as a')
+                  .select('a.scope')
+                  .where('a.id', '=', call.agentId)
+                  .where((eb) => visibleAgent(eb, call.tenantId, { userId: call.userId }))
+              : sql`null::uuid`
+          }`.as('agentScope'),
           sql<boolean>`${
             !shape.message
               ? sql`true`
@@ -439,6 +501,7 @@ const chargeStatement = statementTemplate(
             'userId',
             'modelId',
             'agentId',
+            'agentScope',
             'messageId',
             'type',
             'inputTokens',
@@ -459,6 +522,7 @@ const chargeStatement = statementTemplate(
                 sql<string>`${call.userId}::uuid`.as('userId'),
                 sql<number>`${call.modelId}::integer`.as('modelId'),
                 sql<string | null>`${call.agentId}::uuid`.as('agentId'),
+                'refs.agentScope',
                 sql<string | null>`${call.messageId}::uuid`.as('messageId'),
                 sql<string>`${call.type}::text`.as('type'),
                 sql<number>`${call.inputTokens}::integer`.as('inputTokens'),
@@ -469,7 +533,7 @@ const chargeStatement = statementTemplate(
                 sql<string | null>`${call.idempotencyKey}::text`.as('idempotencyKey'),
               ])
               // Literals, not parameters: every parameter of a template comes from its values.
-              .where('refs.agentFound', '=', sql.lit(true))
+              .$if(shape.agent, (qb) => qb.where('refs.agentScope', 'is not', null))
               .where('refs.messageFound', '=', sql.lit(true))
               .where((eb) => eb.or([eb('b.remaining', 'is', null), eb('b.remaining', '>=', eb.ref('m.cost'))])),
           )
@@ -494,7 +558,7 @@ const chargeStatement = statementTemplate(
       .select((eb) => [
         sql<boolean>`m.cost is not null`.as('modelFound'),
         sql<boolean>`u.found is not null`.as('userFound'),
-        'refs.agentFound',
+        (shape.agent ? sql<boolean>`${sql.ref('refs.agentScope')} is not null` : sql<boolean>`true`).as('agentFound'),
         'refs.messageFound',
         'm.cost',
         sql<string | null>`trim_scale(b.remaining)`.as('remaining'),

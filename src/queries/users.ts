@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { sql, type ExpressionBuilder, type Selectable } from 'kysely';
 import type { Executor } from '../db/create-db.ts';
 import type { TenantTx } from '../db/tenant-tx.ts';
-import { NotFoundError, ValidationError, sqlState } from '../db/errors.ts';
+import { NotFoundError, UserDisabledError, ValidationError, sqlState } from '../db/errors.ts';
 import type { DB, Users } from '../db/schema.generated.ts';
 import { decimalText } from './decimal.ts';
 import { tenantOf } from '../db/tenant.ts';
@@ -23,7 +23,7 @@ export interface ApiKeyOwner {
 }
 
 /** The columns of a User, budget and remaining as canonical decimal text (see decimalText). */
-function userColumns(eb: ExpressionBuilder<DB, 'users'>) {
+export function userColumns(eb: ExpressionBuilder<DB, 'users'>) {
   return [
     'id', 'email', 'firstName', 'lastName', 'status', 'roleId',
     decimalText(eb.ref('budget')).as('budget'),
@@ -31,6 +31,14 @@ function userColumns(eb: ExpressionBuilder<DB, 'users'>) {
     'createdAt', 'updatedAt',
   ] as const;
 }
+/** An email as users.email stores it (trimmed, lowercase), or a ValidationError('email'). */
+export function normalizeEmail(value: unknown): string {
+  const email = typeof value === 'string' ? value.trim().toLowerCase() : value;
+  assertText('email', email, 320);
+  if (!/^[^\s@]+@[^\s@]+$/.test(email)) throw new ValidationError('email', 'must look like name@domain');
+  return email;
+}
+
 // Keys we generate are `sk_` + 43 base64url characters; TEST_API_KEY any 32..256 visible
 // ASCII characters. Anything else cannot be a key: no need to ask the database.
 const API_KEY = /^[\x21-\x7e]{8,256}$/;
@@ -66,9 +74,7 @@ export async function createUser(
 ): Promise<{ user: User; apiKey: string }> {
   assertRole(db, 'createUser');
   const tenantId = tenantOf(db);
-  const email = typeof params.email === 'string' ? params.email.trim().toLowerCase() : params.email;
-  assertText('email', email, 320);
-  if (!/^[^\s@]+@[^\s@]+$/.test(email)) throw new ValidationError('email', 'must look like name@domain');
+  const email = normalizeEmail(params.email);
   if (params.firstName !== undefined) assertText('firstName', params.firstName, 200);
   if (params.lastName !== undefined) assertText('lastName', params.lastName, 200);
   assertInt('roleId', params.roleId, 1);
@@ -135,4 +141,13 @@ export async function authenticateApiKey(db: Executor, apiKey: string): Promise<
   // Hashes are unique per tenant only (a global unique index would not fit a table distributed by
   // tenant). Two owners of one key cannot happen with generated keys; if it ever does, trust neither.
   return rows.length === 1 ? rows[0] : undefined;
+}
+
+/**
+ * Why recordUsage found no chargeable user: UserDisabledError when the user exists in this tenant
+ * but is disabled, NotFoundError('user') otherwise. Read only on that refusal path.
+ */
+export async function uncharged(db: TenantTx, tenantId: string, userId: string): Promise<Error> {
+  const row = await db.selectFrom('users').select('status').where('tenantId', '=', tenantId).where('id', '=', userId).executeTakeFirst();
+  return row?.status === 'disabled' ? new UserDisabledError(userId) : new NotFoundError('user', userId);
 }

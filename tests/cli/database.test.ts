@@ -68,14 +68,14 @@ describe('the built `database` command', () => {
     for (const flag of ['--help', '-h']) {
       const run = await database([flag]);
       expect(run).toMatchObject({ code: 0, stderr: '' });
-      for (const form of ['migrate [up] [--to NAME]', 'migrate down [--to NAME | --all] [--yes]', 'migrate status [--json]', 'migrate create NAME', 'seed [--dir PATH] [--force]', 'secrets rotate [--yes]', 'status', 'start']) {
+      for (const form of ['migrate [up] [--to NAME]', 'migrate down [--to NAME | --all] [--yes]', 'migrate status [--json]', 'migrate create NAME', 'seed [--dir PATH] [--force]', 'secrets rotate [--yes]', 'tenant export ID DIR', 'tenant import DIR', 'tenant delete ID [--yes]', 'status', 'start', 'studio [--port N] [--host ADDRESS]']) {
         expect(run.stdout).toContain(`  ${form}`);
       }
     }
   });
 
   it('has --help on every subcommand', async () => {
-    const forms = [['migrate'], ['migrate', 'up'], ['migrate', 'down'], ['migrate', 'status'], ['migrate', 'create'], ['seed'], ['secrets'], ['secrets', 'rotate'], ['status'], ['start']];
+    const forms = [['migrate'], ['migrate', 'up'], ['migrate', 'down'], ['migrate', 'status'], ['migrate', 'create'], ['seed'], ['secrets'], ['secrets', 'rotate'], ['tenant', 'export'], ['tenant', 'import'], ['tenant', 'delete'], ['status'], ['start'], ['studio']];
     for (const form of forms) {
       const run = await database([...form, '--help']);
       expect(run, form.join(' ')).toMatchObject({ code: 0, stderr: '' });
@@ -128,6 +128,33 @@ describe('on a fresh embedded store', () => {
     expect(firstLine(status.stdout)).toBe(target());
     expect(status.stdout).toContain(`migrations: ${ALL.length} of ${ALL.length} applied`);
     expect(status.stdout).toMatch(/^users +0 +forced$/m);
+  });
+
+  it('studio serves its pages and its assets (Chart.js from node_modules) from the built package', async () => {
+    const child = spawn(NODE, [bin, 'studio', '--port', '0'], { cwd: work, env: { PATH: process.env.PATH ?? '', ...env } });
+    const exited = new Promise<number | null>((done) => child.on('close', done));
+    try {
+      const url = await new Promise<URL>((resolve, reject) => {
+        let stdout = '';
+        child.stdout.on('data', (chunk: Buffer) => {
+          stdout += chunk.toString();
+          const match = /^studio: (\S+)$/m.exec(stdout);
+          if (match !== null) resolve(new URL(match[1]!));
+        });
+        child.on('close', (code) => reject(new Error(`studio exited ${code}: ${stdout}`)));
+      });
+      const auth = { authorization: `Bearer ${url.searchParams.get('token')}` };
+      const overview = await fetch(new URL('/', url), { headers: auth });
+      expect(overview.status).toBe(200);
+      expect(await overview.text()).toContain(target());
+      const chart = await fetch(new URL('/assets/chart.umd.min.js', url), { headers: auth });
+      expect(chart.status).toBe(200);
+      expect(await chart.text()).toContain('Chart.js v4');
+    } finally {
+      child.kill('SIGTERM');
+    }
+    // Stopped, it has let go of the store for the next command.
+    expect(await exited).toBe(0);
   });
 
   it('migrate down refuses without a terminal and keeps everything; with --yes it reverts', async () => {

@@ -56,4 +56,9 @@ describe('layering of src/', () => {
   it('src/seed imports nothing of src/lifecycle or src/cli', () => {
     expect(violations('seed', ['lifecycle', 'cli'])).toEqual([]);
   });
+
+  it('src/studio (database studio) starts nothing: no lifecycle, no seed, no CLI; and only the CLI imports it', () => {
+    expect(violations('studio', ['lifecycle', 'seed', 'cli'])).toEqual([]);
+    for (const dir of ['db', 'queries', 'seed', 'lifecycle']) expect(violations(dir, ['studio'])).toEqual([]);
+  });
 });

@@ -1,7 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDb } from '../../src/db/create-db.ts';
 import { TenantContextError, ValidationError } from '../../src/db/errors.ts';
+import { migrate } from '../../src/db/migrator.ts';
+import type { DB } from '../../src/db/schema.generated.ts';
+import type { TenantTx } from '../../src/db/tenant-tx.ts';
 import { withTenant } from '../../src/db/tenant.ts';
 import { insertCatalog, insertTenant } from '../support/fixtures.ts';
 import { onServer, openTestDb, type TestDb } from '../support/test-db.ts';
@@ -124,5 +128,38 @@ describe('withTenant', () => {
     await expect(
       t.db.insertInto('messages').values({ tenantId: a.tenantId, conversationId: bConversation, role: 'user', content: JSON.stringify({ text: 'hi' }) }).execute(),
     ).rejects.toMatchObject({ code: '23503' }); // foreign_key_violation: (A, B's id) exists nowhere
+  });
+});
+
+describe("a connection's first tenant transaction that does not commit", () => {
+  // Its key registration is undone with it: the next transaction on that connection registers again.
+  async function fresh(): Promise<{ db: Kysely<DB>; close: () => Promise<void> }> {
+    if (onServer) {
+      const db = t.open(1);
+      return { db, close: () => db.destroy() };
+    }
+    const db = createDb({ kind: 'pglite', storage: 'memory://' });
+    await migrate(db);
+    await sql`insert into tenants (id, name, slug) values (${a.tenantId}, 'A', 'tenant-a')`.execute(db);
+    return { db, close: () => db.destroy() };
+  }
+
+  it.each([
+    ['fn throws (ROLLBACK)', async (tx: TenantTx) => {
+      await sql`select 1`.execute(tx);
+      throw new Error('the service failed');
+    }],
+    ['fn catches a failed statement (COMMIT answered with ROLLBACK)', async (tx: TenantTx) => {
+      await sql`select 1/0`.execute(tx).catch(() => {});
+    }],
+  ])('%s: the next withTenant on the same connection works', async (_, first) => {
+    const { db, close } = await fresh();
+    try {
+      await withTenant(db, a.tenantId, first).catch(() => {});
+      const seen = await withTenant(db, a.tenantId, (tx) => tx.selectFrom('tenants').select('id').execute());
+      expect(seen).toEqual([{ id: a.tenantId }]);
+    } finally {
+      await close();
+    }
   });
 });

@@ -231,6 +231,45 @@ describe('tenant-scoped tables', () => {
   });
 });
 
+describe('references from tenant-scoped tables to agents', () => {
+  it("pair the agent's scope with agents.scope (MATCH FULL or NOT NULL), the scope confined to tenant_id or the nil UUID", async () => {
+    // A key on agents (id) alone would accept another tenant's agent (foreign-key checks bypass RLS).
+    const fks = await rows<{ table: string; name: string; pairs: string[]; match: string; not_null: boolean[] }>(sql`
+      select c.relname::text as table, con.conname::text as name, con.confmatchtype::text as match,
+             (select array_agg(la.attname::text || '=' || ra.attname::text order by k.ord)
+              from unnest(con.conkey, con.confkey) with ordinality k(l, r, ord)
+              join pg_attribute la on la.attrelid = con.conrelid and la.attnum = k.l
+              join pg_attribute ra on ra.attrelid = con.confrelid and ra.attnum = k.r) as pairs,
+             (select array_agg(la.attnotnull order by k.ord)
+              from unnest(con.conkey) with ordinality k(l, ord)
+              join pg_attribute la on la.attrelid = con.conrelid and la.attnum = k.l) as not_null
+      from pg_constraint con
+      join pg_class c on c.oid = con.conrelid
+      join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = 'public' and con.contype = 'f' and con.confrelid = 'public.agents'::regclass
+        and c.relname = any(${tenantScoped}::text[])
+      order by 1, 2`);
+    expect(fks.map((fk) => fk.table)).toEqual(['conversations', 'resources', 'usage', 'user_agents']);
+    const checks = await rows<{ table: string; definition: string }>(sql`
+      select c.relname::text as table, pg_get_constraintdef(con.oid) as definition
+      from pg_constraint con join pg_class c on c.oid = con.conrelid join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = 'public' and con.contype = 'c'`);
+    const problems: string[] = [];
+    for (const fk of fks) {
+      const scope = fk.pairs.find((p) => p.endsWith('=scope'))?.split('=')[0];
+      if (scope === undefined || fk.pairs.length !== 2 || !fk.pairs.includes('agent_id=id')) {
+        problems.push(`${fk.table}.${fk.name} (${fk.pairs.join(', ')}) is not (<scope>, agent_id) -> agents (scope, id)`);
+        continue;
+      }
+      if (fk.match !== 'f' && !fk.not_null.every(Boolean)) problems.push(`${fk.table}.${fk.name}: neither MATCH FULL nor NOT NULL: a NULL scope would skip the check`);
+      const confined = checks.some((c) => c.table === fk.table
+        && normalize(c.definition) === `check ${scope} = tenant_id or ${scope} = '00000000-0000-0000-0000-000000000000'::uuid`);
+      if (!confined) problems.push(`${fk.table}.${scope}: no check confining it to tenant_id or the nil UUID`);
+    }
+    expect(problems).toEqual([]);
+  });
+});
+
 describe('tenants, agents and agent_tools', () => {
   it('have row-level security enabled and forced', async () => {
     const problems: string[] = [];

@@ -9,6 +9,7 @@ import { createUser } from '../../src/queries/users.ts';
 import { createAgent, getAgent, listAgentsForUser, resolveAgent, shareAgent, type Agent } from '../../src/queries/agents.ts';
 import {
   insertAgentCatalog,
+  insertAgentsOfEveryKind,
   insertTenantWithUsers,
   SECRET_API_KEY,
   type AgentCatalog,
@@ -363,7 +364,7 @@ describe('resolveAgent', () => {
   it('returns the agent, its prompt, model, provider and tools ordered by name, in one statement', async () => {
     const resolved = await withTenant(counted, a.tenantId, async (tx) => {
       counter.reset();
-      const r = await resolveAgent(tx, { agentId: cat.globalAgentId });
+      const r = await resolveAgent(tx, { agentId: cat.globalAgentId, userId: a.userId });
       expect(counter.count).toBe(1);
       return r;
     });
@@ -383,7 +384,7 @@ describe('resolveAgent', () => {
   });
 
   it('never returns the API key, which app_user cannot read at all', async () => {
-    const resolved = await inB((tx) => resolveAgent(tx, { agentId: cat.globalAgentId }));
+    const resolved = await inB((tx) => resolveAgent(tx, { agentId: cat.globalAgentId, userId: b.userId }));
     expect(JSON.stringify(resolved)).not.toContain(SECRET_API_KEY);
     const keys: string[] = [];
     JSON.stringify(resolved, (key, value: unknown) => {
@@ -397,18 +398,57 @@ describe('resolveAgent', () => {
 
   it('a tenant agent without a prompt or tools has prompt null and tools []; its own tools come with it', async () => {
     const bare = await inA((tx) => createAgent(tx, { name: 'Bare', modelId: cat.modelId }));
-    const resolved = await inA((tx) => resolveAgent(tx, { agentId: bare.id }));
+    const resolved = await inA((tx) => resolveAgent(tx, { agentId: bare.id, userId: a.userId }));
     expect(resolved).toMatchObject({ agent: bare, prompt: null, tools: [], provider: { name: 'google' } });
     const tooled = await inA((tx) => createAgent(tx, { name: 'Tooled', modelId: cat.modelId, toolIds: [cat.tools.search, cat.tools.browse] }));
-    expect((await inA((tx) => resolveAgent(tx, { agentId: tooled.id }))).tools.map((x) => x.name)).toEqual(['browse', 'search']);
+    expect((await inA((tx) => resolveAgent(tx, { agentId: tooled.id, userId: a.userId }))).tools.map((x) => x.name)).toEqual(['browse', 'search']);
   });
 
   it("another tenant's agent is NotFoundError, exactly like an unknown id", async () => {
     const theirs = await inB((tx) => createAgent(tx, { name: 'B tooled', modelId: cat.modelId, toolIds: [cat.tools.code] }));
-    await expect(inA((tx) => resolveAgent(tx, { agentId: theirs.id }))).rejects.toThrow(new NotFoundError('agent', theirs.id));
+    await expect(inA((tx) => resolveAgent(tx, { agentId: theirs.id, userId: a.userId }))).rejects.toThrow(new NotFoundError('agent', theirs.id));
     const unknown = randomUUID();
-    await expect(inA((tx) => resolveAgent(tx, { agentId: unknown }))).rejects.toThrow(new NotFoundError('agent', unknown));
-    await expect(inA((tx) => resolveAgent(tx, { agentId: '' }))).rejects.toMatchObject({ name: 'ValidationError', field: 'agentId' });
+    await expect(inA((tx) => resolveAgent(tx, { agentId: unknown, userId: a.userId }))).rejects.toThrow(new NotFoundError('agent', unknown));
+    await expect(inA((tx) => resolveAgent(tx, { agentId: '', userId: a.userId }))).rejects.toMatchObject({ name: 'ValidationError', field: 'agentId' });
+  });
+});
+
+describe('resolveAgent resolves only what the user may use', () => {
+  let kinds: Awaited<ReturnType<typeof insertAgentsOfEveryKind>>;
+  beforeAll(async () => {
+    kinds = await insertAgentsOfEveryKind(t.db, {
+      modelId: cat.modelId, globalAgentId: cat.globalAgentId, tenantId: a.tenantId, userId: a.userId,
+      otherUserId: a.secondUserId, otherTenantId: b.tenantId,
+    });
+  });
+
+  it('a global, a tenant-wide, an own and a shared agent: the same set as listAgentsForUser', async () => {
+    const listed = (await inA((tx) => listAgentsForUser(tx, { userId: a.userId, limit: 200 }))).items.map((x) => x.id);
+    for (const [kind, agentId] of Object.entries(kinds.usable)) {
+      const resolved = await inA((tx) => resolveAgent(tx, { agentId, userId: a.userId }));
+      expect({ kind, id: resolved.agent.id, listed: listed.includes(agentId) }).toEqual({ kind, id: agentId, listed: true });
+    }
+    for (const agentId of Object.values(kinds.unusable)) expect(listed).not.toContain(agentId);
+  });
+
+  it("another user's private agent, another tenant's agent and an unknown id fail alike: NotFoundError('agent', id)", async () => {
+    for (const [kind, agentId] of Object.entries(kinds.unusable)) {
+      const error = await inA((tx) => resolveAgent(tx, { agentId, userId: a.userId })).catch((e: unknown) => e);
+      expect({ kind, error }).toEqual({ kind, error: new NotFoundError('agent', agentId) });
+      expect(Object.entries(error as object)).toEqual(Object.entries(new NotFoundError('agent', agentId)));
+    }
+    // The other user may use their own private agent; the share was for a.userId only.
+    expect((await inA((tx) => resolveAgent(tx, { agentId: kinds.unusable.othersPrivate, userId: a.secondUserId }))).agent.id).toBe(kinds.unusable.othersPrivate);
+    await expect(inA((tx) => resolveAgent(tx, { agentId: kinds.usable.own, userId: a.secondUserId }))).rejects.toThrow(new NotFoundError('agent', kinds.usable.own));
+  });
+
+  it("a user that is not the tenant's is NotFoundError('user'), even for a global agent; a bad userId is a ValidationError", async () => {
+    const stranger = randomUUID();
+    await expect(inA((tx) => resolveAgent(tx, { agentId: cat.globalAgentId, userId: stranger }))).rejects.toThrow(new NotFoundError('user', stranger));
+    await expect(inA((tx) => resolveAgent(tx, { agentId: cat.globalAgentId, userId: b.userId }))).rejects.toThrow(new NotFoundError('user', b.userId));
+    await expect(inA((tx) => resolveAgent(tx, { agentId: cat.globalAgentId, userId: 'nope' }))).rejects.toMatchObject({ name: 'ValidationError', field: 'userId' });
+    // @ts-expect-error userId is required: an agent is always resolved for a user
+    await expect(inA((tx) => resolveAgent(tx, { agentId: cat.globalAgentId }))).rejects.toMatchObject({ name: 'ValidationError', field: 'userId' });
   });
 });
 
@@ -444,7 +484,7 @@ describe('the tenant wall', () => {
       expect((await listAgentsForUser(tx, { userId: a.userId })).items.map((x) => x.id)).not.toContain(theirs.id);
     });
     expect(await snapshot()).toEqual(before);
-    expect((await inB((tx) => resolveAgent(tx, { agentId: theirs.id }))).tools.map((x) => x.name)).toEqual(['search']);
+    expect((await inB((tx) => resolveAgent(tx, { agentId: theirs.id, userId: b.userId }))).tools.map((x) => x.name)).toEqual(['search']);
   });
 
   it('outside withTenant every function throws TenantContextError, before any SQL', async () => {
@@ -459,7 +499,7 @@ describe('the tenant wall', () => {
       // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
       shareAgent(counted, { agentId: cat.globalAgentId, userId: a.userId, role: 'viewer' }),
       // @ts-expect-error the bare database is not a TenantTx (and throws TenantContextError at run time)
-      resolveAgent(counted, { agentId: cat.globalAgentId }),
+      resolveAgent(counted, { agentId: cat.globalAgentId, userId: a.userId }),
     ];
     for (const attempt of attempts) await expect(attempt).rejects.toBeInstanceOf(TenantContextError);
     expect(counter.count).toBe(0);

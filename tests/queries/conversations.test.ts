@@ -16,6 +16,7 @@ import {
 import { encodeCursor } from '../../src/queries/cursor.ts';
 import { appendMessage } from '../../src/queries/messages.ts';
 import { explainLast, insertBigTenant, insertChatWorld, planNodes, runCounting, type ChatWorld } from '../support/conversation-fixtures.ts';
+import { insertAgentsOfEveryKind } from '../support/agent-fixtures.ts';
 import { openTestDb, type TestDb } from '../support/test-db.ts';
 
 let t: TestDb;
@@ -112,6 +113,26 @@ describe('createConversation', () => {
       await expect(attempt).rejects.toMatchObject({ entity: 'user', id: userId });
       expect(await t.db.selectFrom('conversations').select('id').where('title', '=', `for ${userId}`).execute()).toEqual([]);
     }
+  });
+
+  it("starts a conversation only with an agent the user may use: global, tenant-wide, own, shared; another user's private agent fails as an unknown one does", async () => {
+    const userId = await newUserOfA();
+    const kinds = await insertAgentsOfEveryKind(t.db, {
+      modelId: w.modelId, globalAgentId: w.globalAgentId, tenantId: w.a.tenantId, userId, otherUserId: w.a.otherUserId, otherTenantId: w.b.tenantId,
+    });
+    for (const [kind, agentId] of Object.entries(kinds.usable)) {
+      const created = await asA((tx) => createConversation(tx, { userId, agentId, title: kind }));
+      expect({ kind, agentId: created.agentId }).toEqual({ kind, agentId });
+    }
+    for (const [kind, agentId] of Object.entries(kinds.unusable)) {
+      const error = await asA((tx) => createConversation(tx, { userId, agentId, title: kind })).catch((e: unknown) => e);
+      expect({ kind, error }).toEqual({ kind, error: new NotFoundError('agent', agentId) });
+    }
+    const written = await t.db.selectFrom('conversations').select(['agentId', 'title']).where('userId', '=', userId).orderBy('title').execute();
+    expect(written).toEqual(Object.entries(kinds.usable).map(([title, agentId]) => ({ title, agentId })).sort((x, y) => x.title.localeCompare(y.title)));
+    // The owner of the private agent may use it.
+    const theirs = await asA((tx) => createConversation(tx, { userId: w.a.otherUserId, agentId: kinds.unusable.othersPrivate }));
+    expect(theirs.agentId).toBe(kinds.unusable.othersPrivate);
   });
 
   it('validates its parameters before any SQL', async () => {

@@ -7,7 +7,7 @@ import type { DB } from '../../src/db/schema.generated.ts';
 import { withTenant } from '../../src/db/tenant.ts';
 import { createAgent } from '../../src/queries/agents.ts';
 import { createResource, getResource, listResources, type Resource } from '../../src/queries/resources.ts';
-import { insertAgentCatalog, insertTenantWithUsers, type AgentCatalog } from '../support/agent-fixtures.ts';
+import { insertAgentCatalog, insertAgentsOfEveryKind, insertTenantWithUsers, type AgentCatalog } from '../support/agent-fixtures.ts';
 import type { Page } from '../../src/queries/cursor.ts';
 import { QueryRecorder } from '../support/query-recorder.ts';
 import { openTestDb, type TestDb } from '../support/test-db.ts';
@@ -15,6 +15,7 @@ import { openTestDb, type TestDb } from '../support/test-db.ts';
 interface TenantFixture {
   tenantId: string;
   userId: string;
+  secondUserId: string;
   agentId: string;
   messageId: string;
 }
@@ -28,7 +29,7 @@ let counted: Kysely<DB>;
 
 /** A tenant (as the owner) with a user, a conversation with one message, and (as app_user) an agent. */
 async function insertTenantFixture(slug: string): Promise<TenantFixture> {
-  const { tenantId, userId } = await insertTenantWithUsers(t.db, cat.roleId, slug);
+  const { tenantId, userId, secondUserId } = await insertTenantWithUsers(t.db, cat.roleId, slug);
   const conversation = await t.db.insertInto('conversations').values({ tenantId, userId, title: 'c' }).returning('id').executeTakeFirstOrThrow();
   const message = await t.db
     .insertInto('messages')
@@ -36,7 +37,7 @@ async function insertTenantFixture(slug: string): Promise<TenantFixture> {
     .returning('id')
     .executeTakeFirstOrThrow();
   const agent = await withTenant(t.db, tenantId, (tx) => createAgent(tx, { name: `${slug} agent`, modelId: cat.modelId }));
-  return { tenantId, userId, agentId: agent.id, messageId: message.id };
+  return { tenantId, userId, secondUserId, agentId: agent.id, messageId: message.id };
 }
 
 beforeAll(async () => {
@@ -100,6 +101,7 @@ describe('createResource', () => {
       ['metadata', { ...ok, metadata: { n: Number.POSITIVE_INFINITY } }],
       ['agentId', { ...ok, agentId: 'agent-1' }],
       ['messageId', { ...ok, messageId: 123 }],
+      ['userId', { ...ok, agentId: a.agentId, userId: 'alice' }],
     ];
     await withTenant(counted, a.tenantId, async (tx) => {
       counter.reset();
@@ -110,6 +112,47 @@ describe('createResource', () => {
       }
       expect(counter.kinds).toEqual([]);
     });
+  });
+
+  it("for a user: attaches to an agent the user may use (global, tenant-wide, own, shared); another user's private agent fails as an unknown one", async () => {
+    const kinds = await insertAgentsOfEveryKind(t.db, {
+      modelId: cat.modelId, globalAgentId: cat.globalAgentId, tenantId: a.tenantId, userId: a.userId, otherUserId: a.secondUserId, otherTenantId: b.tenantId,
+    });
+    for (const [kind, agentId] of Object.entries(kinds.usable)) {
+      const resource = await inA((tx) => createResource(tx, { name: kind, type: 'text', agentId, userId: a.userId }));
+      expect({ kind, agentId: resource.agentId }).toEqual({ kind, agentId });
+    }
+    const before = await snapshot();
+    for (const [kind, agentId] of Object.entries(kinds.unusable)) {
+      const error = await inA((tx) => createResource(tx, { name: kind, type: 'text', agentId, userId: a.userId })).catch((e: unknown) => e);
+      expect({ kind, error }).toEqual({ kind, error: new NotFoundError('agent', agentId) });
+    }
+    expect(await snapshot()).toEqual(before);
+    // Its owner may attach to it.
+    const theirs = await inA((tx) => createResource(tx, { name: 'theirs', type: 'text', agentId: kinds.unusable.othersPrivate, userId: a.secondUserId }));
+    expect(theirs.agentId).toBe(kinds.unusable.othersPrivate);
+  });
+
+  it('for no user in particular: attaches only to an agent every user may use (global, tenant-wide); a private agent fails as an unknown one', async () => {
+    const kinds = await insertAgentsOfEveryKind(t.db, {
+      modelId: cat.modelId, globalAgentId: cat.globalAgentId, tenantId: a.tenantId, userId: a.userId, otherUserId: a.secondUserId, otherTenantId: b.tenantId,
+    });
+    for (const agentId of [kinds.usable.global, kinds.usable.tenantWide]) {
+      expect((await inA((tx) => createResource(tx, { name: 'everyone', type: 'text', agentId }))).agentId).toBe(agentId);
+    }
+    const before = await snapshot();
+    for (const agentId of [kinds.usable.own, kinds.usable.shared, ...Object.values(kinds.unusable)]) {
+      await expect(inA((tx) => createResource(tx, { name: 'private', type: 'text', agentId }))).rejects.toThrow(new NotFoundError('agent', agentId));
+    }
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it("a userId that is not the tenant's user is NotFoundError('user'); nothing is inserted", async () => {
+    const before = await snapshot();
+    const stranger = randomUUID();
+    await expect(inA((tx) => createResource(tx, { name: 'x', type: 'text', agentId: cat.globalAgentId, userId: stranger }))).rejects.toThrow(new NotFoundError('user', stranger));
+    await expect(inA((tx) => createResource(tx, { name: 'x', type: 'text', userId: b.userId }))).rejects.toThrow(new NotFoundError('user', b.userId));
+    expect(await snapshot()).toEqual(before);
   });
 
   it("another tenant's agent or message is NotFoundError, exactly like unknown ids; nothing is inserted", async () => {
@@ -162,7 +205,8 @@ describe('listResources', () => {
     ];
     const inserted = await t.db
       .insertInto('resources')
-      .values(rows.map((r) => ({ tenantId: c.tenantId, type: 'text', ...r })))
+      // c.agentId is a tenant agent: its scope is the tenant (agents.scope).
+      .values(rows.map((r) => ({ tenantId: c.tenantId, type: 'text', ...r, agentScope: r.agentId === null ? null : c.tenantId })))
       .returning(['id', 'name'])
       .execute();
     for (const r of inserted) names[r.id] = r.name;

@@ -6,7 +6,9 @@ import type { TenantTx } from '../../src/db/tenant-tx.ts';
 import type { DB } from '../../src/db/schema.generated.ts';
 import { withTenant } from '../../src/db/tenant.ts';
 import { costSummary, getUserBudget, recordUsage, type CostSummaryRow, type RecordUsageParams } from '../../src/queries/usage.ts';
+import { insertAgentsOfEveryKind } from '../support/agent-fixtures.ts';
 import { insertCatalog, insertTenant } from '../support/fixtures.ts';
+import { holdTx, waitUntilBlocked } from '../support/hold-tx.ts';
 import { QueryRecorder } from '../support/query-recorder.ts';
 import { onServer, openTestDb, type TestDb } from '../support/test-db.ts';
 import { insertModel, insertUsageRows, insertUser, remainingOf, usageOf } from '../support/usage-fixtures.ts';
@@ -154,6 +156,29 @@ describe('recordUsage', () => {
       recordUsage(tx, { ...dimeCall(a.userId), agentId: agent.id, messageId: message.id, type: 'title' }),
     );
     expect(usage).toMatchObject({ agentId: agent.id, messageId: message.id, type: 'title', cost: '0.1' });
+  });
+
+  it("charges only for an agent the user may use (global, tenant-wide, own, shared); another user's private agent is refused as an unknown one, nothing charged", async () => {
+    const userId = await insertUser(t.db, a.tenantId, roleId, '10');
+    const otherUserId = await insertUser(t.db, a.tenantId, roleId, null);
+    const globalAgentId = (await t.db.insertInto('agents').values({ tenantId: null, modelId: model, name: 'Global' }).returning('id').executeTakeFirstOrThrow()).id;
+    const kinds = await insertAgentsOfEveryKind(t.db, { modelId: model, globalAgentId, tenantId: a.tenantId, userId, otherUserId, otherTenantId: b.tenantId });
+    // As the gateway, the service that charges: its grants (agents, user_agents columns) are enough.
+    const asGateway = <T>(fn: (tx: TenantTx) => Promise<T>) => withTenant(t.db, a.tenantId, fn, { role: 'app_gateway' });
+    for (const [kind, agentId] of Object.entries(kinds.unusable)) {
+      const error = await asGateway((tx) => recordUsage(tx, dimeCall(userId, { agentId, idempotencyKey: `unusable-${kind}` }))).catch((e: unknown) => e);
+      expect({ kind, error }).toEqual({ kind, error: new NotFoundError('agent', agentId) });
+    }
+    expect(await usageOf(t.db, userId)).toEqual([]);
+    expect(await remainingOf(t.db, userId)).toBe('10');
+    for (const [kind, agentId] of Object.entries(kinds.usable)) {
+      const usage = await asGateway((tx) => recordUsage(tx, dimeCall(userId, { agentId })));
+      expect({ kind, agentId: usage.agentId, cost: usage.cost }).toEqual({ kind, agentId, cost: '0.1' });
+    }
+    expect(await usageOf(t.db, userId)).toHaveLength(4);
+    expect(await remainingOf(t.db, userId)).toBe('9.6');
+    // The private agent's owner is charged for it.
+    expect((await asGateway((tx) => recordUsage(tx, dimeCall(otherUserId, { agentId: kinds.unusable.othersPrivate })))).agentId).toBe(kinds.unusable.othersPrivate);
   });
 
   it('refuses bad parameters with a ValidationError before any SQL', async () => {
@@ -356,39 +381,6 @@ describe('concurrent charges', () => {
   });
 });
 
-/** A transaction of its own, held open after `work` until released (commit or rollback). */
-function holdTx<T>(db: Kysely<DB>, tenantId: string, work: (tx: TenantTx) => Promise<T>) {
-  let release!: (commit: boolean) => void;
-  const gate = new Promise<boolean>((resolve) => (release = resolve));
-  let started!: (pid: number) => void;
-  const pid = new Promise<number>((resolve) => (started = resolve));
-  let worked!: (value: T) => void;
-  const didWork = new Promise<T>((resolve) => (worked = resolve));
-  const done = withTenant(db, tenantId, async (tx) => {
-    const { rows } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(tx);
-    started(rows[0]?.pid ?? -1);
-    const value = await work(tx);
-    worked(value);
-    if (!(await gate)) throw new RolledBack();
-    return value;
-  }).catch((error: unknown) => {
-    if (error instanceof RolledBack) return undefined;
-    throw error;
-  });
-  return { pid, didWork, done, commit: () => release(true), rollback: () => release(false) };
-}
-class RolledBack extends Error {}
-
-/** Polls until backend `waiter` waits for a lock that backend `holder` holds. */
-async function waitUntilBlocked(db: Kysely<DB>, waiter: number, holder: number): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
-    const { rows } = await sql<{ blocked: boolean }>`select ${holder}::int = any(pg_blocking_pids(${waiter}::int)) as blocked`.execute(db);
-    if (rows[0]?.blocked === true) return;
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  throw new Error(`backend ${waiter} never waited for ${holder}`);
-}
-
 describe('lock behaviour (server only)', () => {
   let pool: Kysely<DB>;
   beforeAll(() => {
@@ -469,7 +461,7 @@ describe('costSummary', () => {
     agent = (await t.db.insertInto('agents').values({ tenantId: s.tenantId, modelId: model, name: 'S agent' }).returning('id').executeTakeFirstOrThrow()).id;
     const u1 = s.userId;
     const row = (at: string, userId: string, modelId: number, agentId: string | null, cost: string, inputTokens: number, outputTokens: number) => ({
-      tenantId: s.tenantId, userId, modelId, agentId, type: 'chat', cost, inputTokens, outputTokens, createdAt: new Date(at),
+      tenantId: s.tenantId, userId, modelId, agentId, agentScope: agentId === null ? null : s.tenantId, type: 'chat', cost, inputTokens, outputTokens, createdAt: new Date(at),
     });
     await insertUsageRows(t.db, [
       row('2025-03-02T23:59:59.999Z', u1, model, null, '100', 1, 1), // before `from`

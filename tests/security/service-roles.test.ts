@@ -31,6 +31,8 @@ let resourceId: string;
 let providerId: number;
 let toolId: number;
 let otherToolId: number;
+/** A user of tenant A with a budget, whose budget and key the admin functions change. */
+let adminUserId: string;
 const embedding = Array.from({ length: 1536 }, (_, i) => (i === 0 ? 1 : 0.001));
 
 /** One call of each function, with parameters that work for the tenant A of the chat world. */
@@ -50,7 +52,7 @@ const calls: Record<Operation, (tx: TenantTx) => Promise<unknown>> = {
   getAgent: (tx) => api.getAgent(tx, { agentId: w.a.agentId }),
   listAgentsForUser: (tx) => api.listAgentsForUser(tx, { userId: w.a.userId }),
   shareAgent: (tx) => api.shareAgent(tx, { agentId: w.a.agentId, userId: w.a.otherUserId, role: 'viewer' }),
-  resolveAgent: (tx) => api.resolveAgent(tx, { agentId: w.a.agentId }),
+  resolveAgent: (tx) => api.resolveAgent(tx, { agentId: w.a.agentId, userId: w.a.userId }),
   createConversation: (tx) => api.createConversation(tx, { userId: w.a.userId, agentId: w.a.agentId }),
   getConversation: (tx) => api.getConversation(tx, { conversationId }),
   listConversations: (tx) => api.listConversations(tx, { userId: w.a.userId }),
@@ -72,14 +74,24 @@ const calls: Record<Operation, (tx: TenantTx) => Promise<unknown>> = {
   getUserToolCredential: (tx) => api.getUserToolCredential(tx, { userId: w.a.userId, toolId }),
   deleteUserToolCredential: (tx) => api.deleteUserToolCredential(tx, { userId: w.a.userId, toolId: otherToolId }),
   listUserTools: (tx) => api.listUserTools(tx, { userId: w.a.userId }),
+  updateUser: (tx) => api.updateUser(tx, { userId: w.a.otherUserId, firstName: 'Role' }),
+  setUserStatus: (tx) => api.setUserStatus(tx, { userId: w.a.otherUserId, status: 'active' }),
+  setUserRole: (tx) => api.setUserRole(tx, { userId: w.a.otherUserId, roleId: w.roleId }),
+  setBudget: (tx) => api.setBudget(tx, { userId: adminUserId, budget: '100' }),
+  topUpBudget: (tx) => api.topUpBudget(tx, { userId: adminUserId, amount: '1' }),
+  listUsers: (tx) => api.listUsers(tx, { limit: 5 }),
+  rotateApiKey: (tx) => api.rotateApiKey(tx, { userId: adminUserId }),
+  revokeApiKey: (tx) => api.revokeApiKey(tx, { userId: adminUserId }),
+  updateTenant: (tx) => api.updateTenant(tx, { name: 'Tenant A', settings: { features: ['chat'] } }),
 };
 
 /**
  * (operation, role) pairs the database allows although the package does not, because the role's
  * grants are broader than its functions: the gateway reads usage (recordUsage reads back the row
  * of a repeated idempotency key), so it could sum it too; the package keeps analytics to the server.
+ * It reads users (budgets and status of the users it charges), so it could list them too.
  */
-const BROADER_GRANTS = new Set(['costSummary app_gateway']);
+const BROADER_GRANTS = new Set(['costSummary app_gateway', 'listUsers app_gateway']);
 
 beforeAll(async () => {
   t = await openTestDb({ secretKeys: testRing });
@@ -87,6 +99,7 @@ beforeAll(async () => {
   ({ internalName, providerId } = await t.db.selectFrom('models').select(['internalName', 'providerId']).where('id', '=', w.modelId).executeTakeFirstOrThrow());
   [toolId, otherToolId] = (await t.db.insertInto('tools').values([{ name: 'role-tool', type: 'builtin' }, { name: 'other-role-tool', type: 'builtin' }]).returning('id').execute()).map((r) => r.id) as [number, number];
   ({ apiKey } = await withTenant(t.db, w.a.tenantId, (tx) => api.createUser(tx, { email: 'keyed@example.com', roleId: w.roleId })));
+  adminUserId = (await withTenant(t.db, w.a.tenantId, (tx) => api.createUser(tx, { email: 'admin-target@example.com', roleId: w.roleId, budget: '10' }))).user.id;
   await withTenant(t.db, w.a.tenantId, async (tx) => {
     conversationId = (await api.createConversation(tx, { userId: w.a.userId, agentId: w.a.agentId })).id;
     messageId = (await api.appendMessage(tx, { conversationId, role: 'user', content: { text: 'first' } })).id;
@@ -100,7 +113,7 @@ it('the table names every tenant-facing function the package exports', () => {
   const exported = Object.entries(api)
     .filter(([, value]) => typeof value === 'function' && value.constructor.name === 'AsyncFunction')
     .map(([name]) => name);
-  const owner = new Set(['createTenant', 'migrate', 'migrateDown', 'migrationStatus', 'seed', 'syncDatabase', 'getDb', 'closeDb', 'withTenant', 'checkHealth', 'rotateSecrets']);
+  const owner = new Set(['createTenant', 'migrate', 'migrateDown', 'migrationStatus', 'seed', 'syncDatabase', 'getDb', 'closeDb', 'withTenant', 'checkHealth', 'rotateSecrets', 'exportTenant', 'importTenant', 'deleteTenant']);
   const missing = exported.filter((name) => !owner.has(name) && !(name in FUNCTION_ROLES));
   expect(missing).toEqual([]);
   expect(Object.keys(calls).sort()).toEqual(Object.keys(FUNCTION_ROLES).sort());

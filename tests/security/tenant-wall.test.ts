@@ -27,6 +27,7 @@ let login: LoginRole | undefined;
 /** The database the attacks go through: a cms login with one connection (server), or PGlite. */
 let db: Kysely<DB>;
 let bConversationId: string;
+const ADVISORY_KEY = 5_123_456_789;
 
 beforeAll(async () => {
   t = await openTestDb();
@@ -175,9 +176,13 @@ describe('nothing crosses a pooled connection (one connection: A, then B)', () =
 
   it('a session advisory lock taken by A is released when its transaction ends', async () => {
     await withTenant(db, w.a.tenantId, async (tx) => {
-      await sql`select pg_advisory_lock(7305114203)`.execute(tx);
+      // (A key of its own: the migrator's would be taken by other test files' migrations too.)
+      await sql`select pg_advisory_lock(${ADVISORY_KEY}::bigint)`.execute(tx);
     });
-    const held = await sql<{ n: number }>`select count(*)::int as n from pg_locks where locktype = 'advisory' and objid = ${7305114203 % 2 ** 32}`.execute(t.db);
+    const held = await sql<{ n: number }>`
+      select count(*)::int as n from pg_locks
+      where locktype = 'advisory' and objid = ${ADVISORY_KEY % 2 ** 32}
+        and database = (select oid from pg_database where datname = current_database())`.execute(t.db);
     expect(held.rows[0]!.n).toBe(0);
   });
 

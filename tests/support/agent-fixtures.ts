@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { DB } from '../../src/db/schema.generated.ts';
 import { providerKeyBinding } from '../../src/db/secret-bindings.ts';
@@ -93,4 +94,33 @@ export async function insertTenantWithUsers(db: Kysely<DB>, roleId: number, slug
     .returning('id')
     .executeTakeFirstOrThrow();
   return { tenantId, userId, secondUserId: second.id };
+}
+
+/**
+ * Agents of every kind as seen by user `userId` of tenant `tenantId`, inserted as the owner
+ * (`shared` shared with the user through user_agents). `usable` are those the user may use, with
+ * the global agent `globalAgentId`; `unusable` are those that must behave as if they did not
+ * exist, with an id that exists nowhere.
+ */
+export async function insertAgentsOfEveryKind(
+  db: Kysely<DB>,
+  w: { modelId: number; globalAgentId: string; tenantId: string; userId: string; otherUserId: string; otherTenantId: string },
+): Promise<{
+  usable: { global: string; tenantWide: string; own: string; shared: string };
+  unusable: { othersPrivate: string; otherTenants: string; otherTenantsPrivate: string; unknown: string };
+}> {
+  const agent = (tenantId: string | null, userId: string | null, name: string) =>
+    db.insertInto('agents').values({ tenantId, userId, modelId: w.modelId, name }).returning('id').executeTakeFirstOrThrow().then((r) => r.id);
+  const tenantWide = await agent(w.tenantId, null, 'Tenant-wide');
+  const own = await agent(w.tenantId, w.userId, 'Own');
+  const shared = await agent(w.tenantId, w.otherUserId, 'Private of the other user, shared');
+  const othersPrivate = await agent(w.tenantId, w.otherUserId, 'Private of the other user');
+  const otherTenants = await agent(w.otherTenantId, null, "Other tenant's");
+  const otherOwner = await db.selectFrom('users').select('id').where('tenantId', '=', w.otherTenantId).executeTakeFirstOrThrow();
+  const otherTenantsPrivate = await agent(w.otherTenantId, otherOwner.id, "Other tenant's, private");
+  await db.insertInto('userAgents').values({ tenantId: w.tenantId, userId: w.userId, agentId: shared, agentScope: w.tenantId, role: 'viewer' }).execute();
+  return {
+    usable: { global: w.globalAgentId, tenantWide, own, shared },
+    unusable: { othersPrivate, otherTenants, otherTenantsPrivate, unknown: randomUUID() },
+  };
 }

@@ -102,11 +102,12 @@ export async function tenantScopedFunctionsTakeOnlyTenantTx(db: Kysely<DB>, plai
   await getAgent(db, agent);
   // @ts-expect-error a plain transaction is not a TenantTx
   await getAgent(plain, agent);
-  await withTenant(db, tenantId, (tx) => resolveAgent(tx, agent));
+  const resolvable = { agentId: id, userId: id };
+  await withTenant(db, tenantId, (tx) => resolveAgent(tx, resolvable));
   // @ts-expect-error the bare database is not a TenantTx
-  await resolveAgent(db, agent);
+  await resolveAgent(db, resolvable);
   // @ts-expect-error a plain transaction is not a TenantTx
-  await resolveAgent(plain, agent);
+  await resolveAgent(plain, resolvable);
   await withTenant(db, tenantId, (tx) => listAgentsForUser(tx, user));
   // @ts-expect-error the bare database is not a TenantTx
   await listAgentsForUser(db, user);
