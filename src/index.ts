@@ -39,6 +39,22 @@ export {
 
 // Queries: one module per aggregate.
 export type { Page } from './queries/cursor.ts';
+export {
+  DEFAULT_PAGE_SIZE,
+  MAX_PAGE_SIZE,
+  MAX_SEARCH_K,
+  DEFAULT_PAGE_BYTES,
+  MAX_PAGE_BYTES,
+  MAX_RESOURCE_CONTENT_BYTES,
+  MAX_CONTENT_BYTES_CEILING,
+  MAX_METADATA_BYTES,
+  MAX_CHUNK_CONTENT_BYTES,
+  TSVECTOR_MAX_BYTES,
+  MAX_COST_SUMMARY_ROWS,
+  MAX_COST_SUMMARY_ROWS_CEILING,
+  MIN_DATE,
+  MAX_DATE,
+} from './queries/limits.ts';
 export { createTenant, getCurrentTenant, updateTenant, type Tenant } from './queries/tenants.ts';
 export { TENANT_SETTING_KEYS, type TenantSettings, type TenantSettingsPatch } from './queries/tenant-settings.ts';
 export {

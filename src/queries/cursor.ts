@@ -1,6 +1,7 @@
 import { sql, type Expression, type RawBuilder } from 'kysely';
 import { ValidationError } from '../db/errors.ts';
 import { isUuid } from '../db/tenant.ts';
+import { MAX_PAGE_BYTES } from './limits.ts';
 
 /** One page of a keyset-paginated list; pass `nextCursor` back to get the next page (null: no more). */
 export interface Page<T> {
@@ -21,7 +22,23 @@ export interface CursorScope {
   scope: string;
 }
 
-const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.\d{6}Z$/;
+
+/**
+ * Whether `text` (of the TIMESTAMP form) names a real instant: years 1..9999, a month, a day of
+ * that month (leap years included), hours 0..23, minutes and seconds 0..59 — what cursorTimestamp
+ * writes. PostgreSQL refuses the other well-formed ones (22008), or rolls `24:00`/`:60` over.
+ */
+function isRealTimestamp(text: string): boolean {
+  const match = TIMESTAMP.exec(text);
+  if (match === null) return false;
+  const [year, month, day, hour, minute, second] = match.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  if (year < 1 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return false;
+  // Day 0 of the next month is the last day of this one (setUTCFullYear, unlike Date.UTC, keeps years below 100).
+  const last = new Date(0);
+  last.setUTCFullYear(year, month, 0);
+  return day <= last.getUTCDate();
+}
 
 /**
  * A timestamptz column as UTC text with microseconds, for cursors: a JS Date would cut it to
@@ -54,7 +71,7 @@ export function decodeCursor(cursor: unknown, expected: CursorScope): CursorPosi
   const p = payload as Record<string, unknown>;
   if (
     typeof payload !== 'object' || payload === null || p.v !== 1 ||
-    typeof p.a !== 'string' || !TIMESTAMP.test(p.a) || !isUuid(p.i)
+    typeof p.a !== 'string' || !isRealTimestamp(p.a) || !isUuid(p.i)
   ) {
     throw new ValidationError('cursor', 'is not a cursor returned by this list');
   }
@@ -74,4 +91,53 @@ export function toPage<T extends { id: string }>(rows: (T & { cursorAt: string }
   const last = rows[limit - 1];
   const nextCursor = rows.length > limit && last !== undefined ? encodeCursor(scope, { at: last.cursorAt, id: last.id }) : null;
   return { items, nextCursor };
+}
+
+/** The size columns of a row fetched for a page with a byte budget (see {@link toSizedPage}). */
+export interface SizedRow {
+  /** Bytes of the row's variable-length columns as PostgreSQL sends them. */
+  rowBytes: string | number;
+  /** rowBytes summed over the fetched rows up to this one, in page order. */
+  runningBytes: string | number;
+}
+
+/** A page's byte budget: its bytes, how the limit is named in errors, and what a row is (`resource`). */
+export interface PageBudget {
+  maxBytes: number;
+  limitName: string;
+  what: string;
+}
+
+/**
+ * Rows fetched with `limit + 1`, each with its sort timestamp (`cursorAt`) and sizes (SizedRow),
+ * their large columns null past the budget → the page of the first rows, at most `limit`, whose
+ * running size stays within `budget.maxBytes`, and the cursor after its last row (null when no row
+ * was left out). A first row that alone passes the budget → ValidationError('maxPageBytes') naming
+ * the row and the bytes it needs, so that no call returns more than the budget.
+ */
+export function toSizedPage<T extends { id: string }>(
+  rows: (T & SizedRow & { cursorAt: string })[],
+  limit: number,
+  scope: CursorScope,
+  budget: PageBudget,
+): Page<T> {
+  const fitting = rows.filter((row, index) => index < limit && Number(row.runningBytes) <= budget.maxBytes);
+  const first = rows[0];
+  if (fitting.length === 0 && first !== undefined) throw tooLargeForPage(budget, `${budget.what} ${first.id} alone holds`, Number(first.rowBytes));
+  const items = fitting.map(({ cursorAt: _cursorAt, rowBytes: _rowBytes, runningBytes: _runningBytes, ...row }) => row as unknown as T);
+  const last = fitting[fitting.length - 1];
+  const nextCursor = rows.length > fitting.length && last !== undefined ? encodeCursor(scope, { at: last.cursorAt, id: last.id }) : null;
+  return { items, nextCursor };
+}
+
+/**
+ * ValidationError('maxPageBytes') for an answer of `bytes` bytes over the budget: `what` says whose
+ * (`resource … alone holds`, `the 12 chunks found hold`).
+ */
+export function tooLargeForPage(budget: Omit<PageBudget, 'what'>, what: string, bytes: number): ValidationError {
+  const raise = bytes <= MAX_PAGE_BYTES ? `pass maxPageBytes of at least ${bytes}` : `it cannot be returned at once (MAX_PAGE_BYTES = ${MAX_PAGE_BYTES})`;
+  return new ValidationError(
+    'maxPageBytes',
+    `${what} ${bytes} bytes, more than the budget of ${budget.maxBytes} bytes per call (${budget.limitName}): ${raise}`,
+  );
 }

@@ -18,8 +18,9 @@ import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, ValidationError } from '../db/errors.ts';
 import type { JsonArray, JsonObject, Messages } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
-import { cursorTimestamp, decodeCursor, encodeCursor, type CursorScope, type Page } from './cursor.ts';
-import { assertInt, assertUuid, describe, jsonText, pageLimit, shown } from './validate.ts';
+import { cursorTimestamp, decodeCursor, tooLargeForPage, toSizedPage, type CursorScope, type Page, type SizedRow } from './cursor.ts';
+import { DEFAULT_PAGE_BYTES } from './limits.ts';
+import { assertInt, assertUuid, describe, jsonText, limitName, pageBytes, pageLimit, shown } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
 
 /** Who wrote a message (the table's check constraint allows exactly these). */
@@ -183,6 +184,12 @@ const NO_PARENT = '00000000-0000-0000-0000-000000000000';
  * (null: no more). Every branch of the tree is included (use getThread for one path). A missing or
  * foreign conversation gives an empty page; a soft-deleted one still lists its messages.
  *
+ * Byte budget: a page holds at most `maxPageBytes` (default DEFAULT_PAGE_BYTES, 32 MiB) of
+ * content, counted as the JSON text PostgreSQL sends (`octet_length(content::text)`, which can be
+ * larger than what appendMessage measured: jsonb writes `, ` and `: ` and numbers in full). It
+ * ends before the first message that would pass it, and nextCursor continues from there; a
+ * message that alone passes it → ValidationError('maxPageBytes') naming it, nothing sent.
+ *
  * Guarantee of a walk over pages (each page may be its own transaction): every message is returned
  * exactly once, in order, including the ones appended during the walk: appendMessage gives a new
  * message a created_at after every message already in the conversation, and concurrent appends
@@ -192,36 +199,65 @@ const NO_PARENT = '00000000-0000-0000-0000-000000000000';
  */
 export async function listMessages(
   db: TenantTx,
-  params: { conversationId: string; limit?: number; cursor?: string | null },
+  params: { conversationId: string; limit?: number; cursor?: string | null; maxPageBytes?: number },
 ): Promise<Page<Message>> {
   assertRole(db, 'listMessages');
   const tenantId = tenantOf(db);
   const { conversationId } = params;
   assertUuid('conversationId', conversationId);
   const limit = pageLimit(params.limit);
+  const maxBytes = pageBytes(params.maxPageBytes);
   const scope: CursorScope = { list: 'messages', tenantId, scope: conversationId.toLowerCase() };
   const after = params.cursor == null ? undefined : decodeCursor(params.cursor, scope);
 
   const rows = await db
-    .selectFrom('messages')
-    .select((eb) => [...COLUMNS, cursorTimestamp(eb.ref('messages.createdAt')).as('cursorAt')])
-    .where('messages.tenantId', '=', tenantId)
-    .where('messages.conversationId', '=', conversationId)
-    .$if(after !== undefined, (qb) =>
-      qb.where(
-        (eb) =>
-          sql<boolean>`(${eb.ref('messages.createdAt')}, ${eb.ref('messages.id')}) > (${after!.at}::timestamptz, ${after!.id}::uuid)`,
-      ),
+    .selectFrom((eb) =>
+      eb
+        .selectFrom('messages')
+        .select((eb) => [
+          ...COLUMNS,
+          cursorTimestamp(eb.ref('messages.createdAt')).as('cursorAt'),
+          sql<number>`octet_length(${eb.ref('messages.content')}::text)`.as('rowBytes'),
+        ])
+        .where('messages.tenantId', '=', tenantId)
+        .where('messages.conversationId', '=', conversationId)
+        .$if(after !== undefined, (qb) =>
+          qb.where(
+            (eb) =>
+              sql<boolean>`(${eb.ref('messages.createdAt')}, ${eb.ref('messages.id')}) > (${after!.at}::timestamptz, ${after!.id}::uuid)`,
+          ),
+        )
+        .orderBy('messages.createdAt', 'asc')
+        .orderBy('messages.id', 'asc')
+        .limit(limit + 1)
+        .as('p'),
     )
-    .orderBy('messages.createdAt', 'asc')
-    .orderBy('messages.id', 'asc')
-    .limit(limit + 1)
+    .select((eb) => {
+      // The running size in page order; content is sent only while it stays within the budget.
+      const running = sql<string | number>`sum(${eb.ref('p.rowBytes')}) over (order by ${eb.ref('p.createdAt')}, ${eb.ref('p.id')})`;
+      return [
+        'p.id',
+        'p.conversationId',
+        'p.parentId',
+        'p.role',
+        sql<Message['content']>`case when ${running} <= ${maxBytes} then ${eb.ref('p.content')} end`.as('content'),
+        'p.createdAt',
+        'p.updatedAt',
+        'p.cursorAt',
+        'p.rowBytes',
+        running.as('runningBytes'),
+      ] as const;
+    })
+    .orderBy('p.createdAt', 'asc')
+    .orderBy('p.id', 'asc')
     .execute();
-
-  const items = rows.slice(0, limit).map(({ cursorAt: _cursorAt, ...row }) => row as Message);
-  const last = rows[limit - 1];
-  const nextCursor = rows.length > limit && last !== undefined ? encodeCursor(scope, { at: last.cursorAt, id: last.id }) : null;
-  return { items, nextCursor };
+  const limitText = limitName(maxBytes, DEFAULT_PAGE_BYTES, 'DEFAULT_PAGE_BYTES', 'maxPageBytes');
+  // `role` is text to the query builder; the table's check constraint holds it to MessageRole.
+  return toSizedPage(rows as (Message & SizedRow & { cursorAt: string })[], limit, scope, {
+    maxBytes,
+    limitName: limitText,
+    what: 'message',
+  });
 }
 
 /**
@@ -233,17 +269,22 @@ export async function listMessages(
  * the walk could be planned as a hash join over the tenant's messages at every level: past 30 s
  * at depth 10,000 under stale statistics). NotFoundError('message') if there is no such message.
  *
+ * Byte budget: the thread's content, as the JSON text PostgreSQL sends, is at most `maxPageBytes`
+ * (default DEFAULT_PAGE_BYTES, 32 MiB); a longer thread → ValidationError('maxPageBytes') with
+ * its size, and no content is sent (read it with a larger budget, or page through listMessages).
+ *
  * @example
  * // root → a → b1, and root → a → b2 (b2 an edit of b1)
  * await getThread(tx, { messageId: b2.id }); // [root, a, b2]
  *
  * Roles: app_cms (README, "Production roles").
  */
-export async function getThread(db: TenantTx, params: { messageId: string }): Promise<Message[]> {
+export async function getThread(db: TenantTx, params: { messageId: string; maxPageBytes?: number }): Promise<Message[]> {
   assertRole(db, 'getThread');
   const tenantId = tenantOf(db);
   const { messageId } = params;
   assertUuid('messageId', messageId);
+  const maxBytes = pageBytes(params.maxPageBytes);
 
   const rows = await db
     .withRecursive('thread', (qb) =>
@@ -268,12 +309,30 @@ export async function getThread(db: TenantTx, params: { messageId: string }): Pr
         ),
     )
     .selectFrom('thread')
-    .select(['thread.id', 'thread.conversationId', 'thread.parentId', 'thread.role', 'thread.content', 'thread.createdAt', 'thread.updatedAt'])
+    .select((eb) => {
+      // The whole thread's size; its content is sent only when it fits the budget.
+      const total = sql<string | number>`sum(octet_length(${eb.ref('thread.content')}::text)) over ()`;
+      return [
+        'thread.id',
+        'thread.conversationId',
+        'thread.parentId',
+        'thread.role',
+        sql<Message['content']>`case when ${total} <= ${maxBytes} then ${eb.ref('thread.content')} end`.as('content'),
+        'thread.createdAt',
+        'thread.updatedAt',
+        total.as('threadBytes'),
+      ] as const;
+    })
     .orderBy('thread.depth', 'asc')
     .execute();
 
-  if (rows.length === 0) throw new NotFoundError('message', messageId);
-  return rows as Message[];
+  const first = rows[0];
+  if (first === undefined) throw new NotFoundError('message', messageId);
+  if (Number(first.threadBytes) > maxBytes) {
+    const limitText = limitName(maxBytes, DEFAULT_PAGE_BYTES, 'DEFAULT_PAGE_BYTES', 'maxPageBytes');
+    throw tooLargeForPage({ maxBytes, limitName: limitText }, `the thread of ${rows.length} messages up to ${messageId} holds`, Number(first.threadBytes));
+  }
+  return rows.map(({ threadBytes: _threadBytes, ...row }) => row) as Message[];
 }
 
 /** `content` as JSON text for a jsonb parameter: a JSON object or array, stored exactly (see jsonText), of at most `maxBytes` bytes. */

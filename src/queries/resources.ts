@@ -3,8 +3,9 @@ import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors.ts';
 import type { DB, Resources } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
-import { cursorTimestamp, decodeCursor, toPage, type CursorScope, type Page } from './cursor.ts';
-import { assertOptionalText, assertText, assertUuid, jsonObject, pageLimit } from './validate.ts';
+import { cursorTimestamp, decodeCursor, toSizedPage, type CursorScope, type Page } from './cursor.ts';
+import { DEFAULT_PAGE_BYTES, MAX_CONTENT_BYTES_CEILING, MAX_METADATA_BYTES, MAX_RESOURCE_CONTENT_BYTES } from './limits.ts';
+import { assertText, assertTextBytes, assertUuid, jsonObject, limitName, limitOption, pageBytes, pageLimit } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
 import { visibleAgent } from './agents.ts';
 
@@ -30,6 +31,12 @@ const RESOURCE_COLUMNS = [
  * id that does not exist. `messageId` must be one of the tenant's messages, else
  * NotFoundError('message', id).
  *
+ * Limits, checked before any SQL (ValidationError naming the field and the limit): `content` at
+ * most `maxContentBytes` bytes of UTF-8 (default MAX_RESOURCE_CONTENT_BYTES, 16 MiB; at most
+ * MAX_CONTENT_BYTES_CEILING), `metadata` at most `maxMetadataBytes` bytes of JSON (default
+ * MAX_METADATA_BYTES, 64 KiB), `name` 500 characters, `type` 100, `s3Uri` 2048. A resource larger
+ * than the defaults is listed only with a `maxPageBytes` that holds it (see listResources).
+ *
  * @example
  * const doc = await withTenant(db, tenantId, (tx) =>
  *   createResource(tx, { name: 'handbook.pdf', type: 'pdf', s3Uri: 's3://docs/handbook.pdf', agentId, metadata: { pages: 12 } }));
@@ -50,20 +57,31 @@ export async function createResource(
     messageId?: string | null;
     /** The user the resource is created for: the agent must be one this user may use. */
     userId?: string | null;
+    /** Most bytes of `content` for this call (default MAX_RESOURCE_CONTENT_BYTES). */
+    maxContentBytes?: number;
+    /** Most bytes of `metadata` as JSON for this call (default MAX_METADATA_BYTES). */
+    maxMetadataBytes?: number;
   },
 ): Promise<Resource> {
   assertRole(db, 'createResource');
   const tenantId = tenantOf(db);
   assertText('name', params.name, 500);
   assertText('type', params.type, 100);
+  const maxContent = limitOption('maxContentBytes', params.maxContentBytes, MAX_RESOURCE_CONTENT_BYTES, MAX_CONTENT_BYTES_CEILING);
+  const maxMetadata = limitOption('maxMetadataBytes', params.maxMetadataBytes, MAX_METADATA_BYTES, MAX_CONTENT_BYTES_CEILING);
   const content = params.content ?? null;
-  if (content !== null) assertOptionalText('content', content, 100_000_000);
+  if (content !== null) {
+    assertTextBytes('content', content, maxContent, limitName(maxContent, MAX_RESOURCE_CONTENT_BYTES, 'MAX_RESOURCE_CONTENT_BYTES', 'maxContentBytes'));
+  }
   const s3Uri = params.s3Uri ?? null;
   if (s3Uri !== null) {
     assertText('s3Uri', s3Uri, 2048);
     if (!s3Uri.startsWith('s3://')) throw new ValidationError('s3Uri', 'must start with s3://');
   }
-  const metadata = jsonObject('metadata', params.metadata === undefined ? {} : params.metadata);
+  const metadata = jsonObject('metadata', params.metadata === undefined ? {} : params.metadata, {
+    maxBytes: maxMetadata,
+    limitName: limitName(maxMetadata, MAX_METADATA_BYTES, 'MAX_METADATA_BYTES', 'maxMetadataBytes'),
+  });
   const agentId = params.agentId ?? null;
   if (agentId !== null) assertUuid('agentId', agentId);
   const messageId = params.messageId ?? null;
@@ -148,6 +166,12 @@ export async function getResource(db: TenantTx, params: { resourceId: string }):
  * pages returns every resource that exists throughout it exactly once; resources created during
  * the walk sort above the cursor and appear in the next walk.
  *
+ * Byte budget: a page holds at most `maxPageBytes` (default DEFAULT_PAGE_BYTES, 32 MiB) of its
+ * rows' text (content, metadata as JSON, name, type, s3Uri, in UTF-8): it ends before the first
+ * row that would pass it, and nextCursor continues from that row. The sizes are read in SQL
+ * (`octet_length`, from the stored value's header) before any content is sent; a resource that
+ * alone passes the budget → ValidationError('maxPageBytes') naming it and its size, nothing sent.
+ *
  * @example
  * const first = await withTenant(db, tenantId, (tx) => listResources(tx, { agentId, limit: 20 }));
  * const next = await withTenant(db, tenantId, (tx) => listResources(tx, { agentId, limit: 20, cursor: first.nextCursor }));
@@ -156,7 +180,7 @@ export async function getResource(db: TenantTx, params: { resourceId: string }):
  */
 export async function listResources(
   db: TenantTx,
-  params: { agentId?: string; messageId?: string; limit?: number; cursor?: string | null } = {},
+  params: { agentId?: string; messageId?: string; limit?: number; cursor?: string | null; maxPageBytes?: number } = {},
 ): Promise<Page<Resource>> {
   assertRole(db, 'listResources');
   const tenantId = tenantOf(db);
@@ -164,22 +188,55 @@ export async function listResources(
   if (agentId !== undefined) assertUuid('agentId', agentId);
   if (messageId !== undefined) assertUuid('messageId', messageId);
   const limit = pageLimit(params.limit);
+  const maxBytes = pageBytes(params.maxPageBytes);
   const filters = `agent=${agentId?.toLowerCase() ?? '*'};message=${messageId?.toLowerCase() ?? '*'}`;
   const scope: CursorScope = { list: 'resources', tenantId, scope: filters };
   const after = params.cursor == null ? undefined : decodeCursor(params.cursor, scope);
   const rows = await db
-    .selectFrom('resources')
-    .select(RESOURCE_COLUMNS)
-    .select((eb) => cursorTimestamp(eb.ref('createdAt')).as('cursorAt'))
-    .where('tenantId', '=', tenantId)
-    .$if(agentId !== undefined, (qb) => qb.where('agentId', '=', agentId!))
-    .$if(messageId !== undefined, (qb) => qb.where('messageId', '=', messageId!))
-    .$if(after !== undefined, (qb) =>
-      qb.where((eb) => sql<boolean>`(${eb.ref('createdAt')}, ${eb.ref('id')}) < (${after!.at}::timestamptz, ${after!.id}::uuid)`),
+    .selectFrom((eb) =>
+      eb
+        .selectFrom('resources')
+        .select(RESOURCE_COLUMNS)
+        .select((eb) => [
+          cursorTimestamp(eb.ref('createdAt')).as('cursorAt'),
+          sql<number>`coalesce(octet_length(${eb.ref('content')}), 0) + octet_length(${eb.ref('metadata')}::text)
+            + octet_length(${eb.ref('name')}) + octet_length(${eb.ref('type')}) + coalesce(octet_length(${eb.ref('s3Uri')}), 0)`.as('rowBytes'),
+        ])
+        .where('tenantId', '=', tenantId)
+        .$if(agentId !== undefined, (qb) => qb.where('agentId', '=', agentId!))
+        .$if(messageId !== undefined, (qb) => qb.where('messageId', '=', messageId!))
+        .$if(after !== undefined, (qb) =>
+          qb.where((eb) => sql<boolean>`(${eb.ref('createdAt')}, ${eb.ref('id')}) < (${after!.at}::timestamptz, ${after!.id}::uuid)`),
+        )
+        .orderBy('createdAt', 'desc')
+        .orderBy('id', 'desc')
+        .limit(limit + 1)
+        .as('p'),
     )
-    .orderBy('createdAt', 'desc')
-    .orderBy('id', 'desc')
-    .limit(limit + 1)
+    .select((eb) => {
+      // The running size in page order; a row's text is sent only while it stays within the budget.
+      const running = sql<string | number>`sum(${eb.ref('p.rowBytes')}) over (order by ${eb.ref('p.createdAt')} desc, ${eb.ref('p.id')} desc)`;
+      const fits = <T>(column: 'p.content' | 'p.metadata' | 'p.name' | 'p.type' | 'p.s3Uri') =>
+        sql<T>`case when ${running} <= ${maxBytes} then ${eb.ref(column)} end`;
+      return [
+        'p.id',
+        'p.agentId',
+        'p.messageId',
+        fits<string>('p.name').as('name'),
+        fits<string>('p.type').as('type'),
+        fits<string | null>('p.content').as('content'),
+        fits<string | null>('p.s3Uri').as('s3Uri'),
+        fits<Resource['metadata']>('p.metadata').as('metadata'),
+        'p.createdAt',
+        'p.updatedAt',
+        'p.cursorAt',
+        'p.rowBytes',
+        running.as('runningBytes'),
+      ] as const;
+    })
+    .orderBy('p.createdAt', 'desc')
+    .orderBy('p.id', 'desc')
     .execute();
-  return toPage(rows, limit, scope);
+  const limitText = limitName(maxBytes, DEFAULT_PAGE_BYTES, 'DEFAULT_PAGE_BYTES', 'maxPageBytes');
+  return toSizedPage(rows, limit, scope, { maxBytes, limitName: limitText, what: 'resource' });
 }

@@ -5,7 +5,8 @@ import type { DB, Usage } from '../db/schema.generated.ts';
 import { statementTemplate } from '../db/statement-template.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { decimalText } from './decimal.ts';
-import { assertInt, assertText, assertUuid } from './validate.ts';
+import { MAX_COST_SUMMARY_ROWS, MAX_COST_SUMMARY_ROWS_CEILING } from './limits.ts';
+import { assertDate, assertInt, assertText, assertUuid, limitName, limitOption } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
 import { visibleAgent } from './agents.ts';
 import { uncharged } from './users.ts';
@@ -93,10 +94,13 @@ export type CostGrouping = 'model' | 'user' | 'agent';
 
 /** Parameters of costSummary: usage with `from <= created_at < to`, bucketed by `groupBy`. */
 export interface CostSummaryParams {
+  /** Years 1..9999 (MIN_DATE .. MAX_DATE), like `to`. */
   from: Date;
   to: Date;
   groupBy: CostPeriod;
   by?: CostGrouping;
+  /** Most rows the call may return (default MAX_COST_SUMMARY_ROWS, 10,000; at most MAX_COST_SUMMARY_ROWS_CEILING). */
+  maxRows?: number;
 }
 
 /** One bucket of costSummary. */
@@ -179,7 +183,10 @@ export async function recordUsage(db: TenantTx, params: RecordUsageParams): Prom
 
 /**
  * Cost, tokens and calls of the current tenant's usage per UTC day, ISO week or month, and
- * optionally per model, user or agent; sums are exact, in SQL.
+ * optionally per model, user or agent; sums are exact, in SQL. At most `maxRows` rows (default
+ * MAX_COST_SUMMARY_ROWS, 10,000): a range and grouping with more → ValidationError('maxRows')
+ * saying how to narrow it (the rows past the limit are never sent). `from` and `to` are Dates of
+ * years 1..9999 (ValidationError otherwise, never PostgreSQL's 22008).
  *
  * @example
  * const perModel = await withTenant(db, tenantId, (tx) =>
@@ -191,7 +198,7 @@ export async function recordUsage(db: TenantTx, params: RecordUsageParams): Prom
 export async function costSummary(db: TenantTx, params: CostSummaryParams): Promise<CostSummaryRow[]> {
   assertRole(db, 'costSummary');
   const tenantId = tenantOf(db);
-  const { from, to, groupBy, by } = validateCostSummary(params);
+  const { from, to, groupBy, by, maxRows } = validateCostSummary(params);
   // groupBy is one of three words (checked above): a literal, so that the select list and the
   // GROUP BY hold the same expression.
   const period = sql<Date>`date_trunc(${sql.lit(groupBy)}, ${sql.ref('usage.createdAt')} at time zone 'UTC') at time zone 'UTC'`;
@@ -213,7 +220,22 @@ export async function costSummary(db: TenantTx, params: CostSummaryParams): Prom
     .groupBy(key === undefined ? [period] : [period, key])
     .orderBy(sql`1`)
     .$if(key !== undefined, (qb) => qb.orderBy(sql`${key}`))
+    .limit(maxRows + 1)
     .execute();
+  if (rows.length > maxRows) {
+    const limit = limitName(maxRows, MAX_COST_SUMMARY_ROWS, 'MAX_COST_SUMMARY_ROWS', 'maxRows');
+    const narrower = [
+      'narrow from..to',
+      ...(groupBy === 'month' ? [] : [`ask for a longer groupBy (${groupBy === 'day' ? "'week' or 'month'" : "'month'"})`]),
+      ...(by === undefined ? [] : ['leave out by']),
+      `pass a larger maxRows (at most ${MAX_COST_SUMMARY_ROWS_CEILING})`,
+    ];
+    throw new ValidationError(
+      'maxRows',
+      `costSummary from ${from.toISOString()} to ${to.toISOString()} by ${groupBy}${by === undefined ? '' : ` and ${by}`} has more than ` +
+        `${maxRows} rows (${limit}): ${narrower.join(', ')}`,
+    );
+  }
   return rows.map((row) => ({
     period: row.period,
     ...(key === undefined ? {} : { key: row.key ?? null }),
@@ -321,19 +343,20 @@ function validateRecordUsage(params: RecordUsageParams): ValidCall {
   };
 }
 
-function validateCostSummary(params: CostSummaryParams): CostSummaryParams {
+function validateCostSummary(params: CostSummaryParams): Omit<CostSummaryParams, 'maxRows'> & { maxRows: number } {
   if (typeof params !== 'object' || params === null) throw new ValidationError('params', 'must be an object');
   const { from, to, groupBy, by } = params;
-  if (!(from instanceof Date) || Number.isNaN(from.getTime())) throw new ValidationError('from', 'must be a valid Date');
-  if (!(to instanceof Date) || Number.isNaN(to.getTime())) throw new ValidationError('to', 'must be a valid Date');
+  assertDate('from', from);
+  assertDate('to', to);
   if (from.getTime() > to.getTime()) throw new ValidationError('to', 'must not be before from');
+  const maxRows = limitOption('maxRows', params.maxRows, MAX_COST_SUMMARY_ROWS, MAX_COST_SUMMARY_ROWS_CEILING);
   if (!(['day', 'week', 'month'] as unknown[]).includes(groupBy)) {
     throw new ValidationError('groupBy', `must be 'day', 'week' or 'month', got ${JSON.stringify(groupBy)}`);
   }
   if (by !== undefined && !Object.hasOwn(KEY_COLUMNS, by)) {
     throw new ValidationError('by', `must be 'model', 'user' or 'agent', got ${JSON.stringify(by)}`);
   }
-  return by === undefined ? { from, to, groupBy } : { from, to, groupBy, by };
+  return by === undefined ? { from, to, groupBy, maxRows } : { from, to, groupBy, by, maxRows };
 }
 
 /** A safe integer that fits an SQL `integer` column, >= min. */

@@ -1,4 +1,5 @@
 import { ValidationError } from '../db/errors.ts';
+import { DEFAULT_PAGE_BYTES, DEFAULT_PAGE_SIZE, MAX_DATE, MAX_PAGE_BYTES, MAX_PAGE_SIZE, MIN_DATE } from './limits.ts';
 
 export { assertUuid } from '../db/tenant.ts';
 
@@ -55,7 +56,7 @@ export function decimal(field: string, value: unknown): string {
 }
 
 /** The page size: `limit` when given (1..max), else the default. */
-export function pageLimit(limit: unknown, fallback = 50, max = 200): number {
+export function pageLimit(limit: unknown, fallback = DEFAULT_PAGE_SIZE, max = MAX_PAGE_SIZE): number {
   if (limit === undefined) return fallback;
   assertInt('limit', limit, 1);
   if (limit > max) throw new ValidationError('limit', `must be at most ${max}, got ${limit}`);
@@ -67,6 +68,53 @@ export function assertOptionalText(field: string, value: unknown, max: number): 
   if (typeof value !== 'string') throw new ValidationError(field, 'must be a string or null');
   if (value.length > max) throw new ValidationError(field, `must be at most ${max} characters, got ${value.length}`);
   if (value.includes('\u0000')) throw new ValidationError(field, 'must not contain NUL characters');
+}
+
+/**
+ * A per-call limit option (`maxContentBytes`, `maxPageBytes`, `maxRows`…): `value` when given,
+ * an integer 1..ceiling, else `fallback`. Anything else → ValidationError naming `field`.
+ */
+export function limitOption(field: string, value: unknown, fallback: number, ceiling: number): number {
+  if (value === undefined) return fallback;
+  assertInt(field, value, 1);
+  if (value > ceiling) throw new ValidationError(field, `must be at most ${ceiling}, got ${value}`);
+  return value;
+}
+
+/** The byte budget of one call's answer: `maxPageBytes` when given (1..MAX_PAGE_BYTES), else DEFAULT_PAGE_BYTES. */
+export function pageBytes(maxPageBytes: unknown): number {
+  return limitOption('maxPageBytes', maxPageBytes, DEFAULT_PAGE_BYTES, MAX_PAGE_BYTES);
+}
+
+/** How a byte limit is named in an error: the constant for the default, else the option that set it. */
+export function limitName(limit: number, fallback: number, constant: string, option: string): string {
+  return limit === fallback ? constant : option;
+}
+
+/**
+ * Throws a ValidationError naming `field` and the limit unless `value` is a string of at most
+ * `maxBytes` bytes in UTF-8, without NUL characters (PostgreSQL text refuses them). The size is
+ * checked first, so an oversized string is refused without being scanned or copied.
+ */
+export function assertTextBytes(field: string, value: unknown, maxBytes: number, limit: string): asserts value is string {
+  if (typeof value !== 'string') throw new ValidationError(field, `must be a string, got ${describe(value)}`);
+  // Each UTF-16 code unit is at least one byte: a longer string is refused without counting.
+  if (value.length > maxBytes || Buffer.byteLength(value, 'utf8') > maxBytes) {
+    throw new ValidationError(field, `must be at most ${maxBytes} bytes of UTF-8 text (${limit}), got ${Buffer.byteLength(value, 'utf8')}`);
+  }
+  if (value.includes('\u0000')) throw new ValidationError(field, 'must not contain NUL characters');
+}
+
+/**
+ * Throws a ValidationError naming `field` unless `value` is a valid Date from MIN_DATE to
+ * MAX_DATE (years 1..9999, UTC): the dates PostgreSQL reads from both drivers (see MIN_DATE).
+ */
+export function assertDate(field: string, value: unknown): asserts value is Date {
+  if (!(value instanceof Date) || Number.isNaN(value.getTime())) throw new ValidationError(field, 'must be a valid Date');
+  const time = value.getTime();
+  if (time < Date.parse(MIN_DATE) || time > Date.parse(MAX_DATE)) {
+    throw new ValidationError(field, `must be from ${MIN_DATE} to ${MAX_DATE} (years 1..9999), got ${value.toISOString()}`);
+  }
 }
 
 /** How deeply jsonText lets objects and arrays nest (the top-level value is level 1). */

@@ -1,9 +1,11 @@
 import { sql, type RawBuilder } from 'kysely';
 import type { TenantTx } from '../db/tenant-tx.ts';
-import { NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors.ts';
+import { NotFoundError, ValidationError, foreignKeyViolated, sqlState } from '../db/errors.ts';
 import { tenantOf } from '../db/tenant.ts';
-import { vectorValue } from '../db/vector.ts';
-import { assertInt, assertText, assertUuid } from './validate.ts';
+import { vectorValue, type VectorValue } from '../db/vector.ts';
+import { tooLargeForPage } from './cursor.ts';
+import { DEFAULT_PAGE_BYTES, MAX_CHUNK_CONTENT_BYTES, MAX_CONTENT_BYTES_CEILING, MAX_SEARCH_K, TSVECTOR_MAX_BYTES } from './limits.ts';
+import { assertInt, assertText, assertTextBytes, assertUuid, limitName, limitOption, pageBytes } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
 
 /** Dimensions of vectors.embedding (`vector(1536)`). */
@@ -17,7 +19,25 @@ export const RRF_K = 60;
 export const DEFAULT_EF_SEARCH = 100;
 
 const MAX_CHUNKS_PER_STATEMENT = 500;
-const MAX_K = 1000;
+
+/**
+ * Chunks of at most this many bytes cannot fail to_tsvector's TSVECTOR_MAX_BYTES, so a call whose
+ * chunks are all this small needs no savepoint (a subtransaction; more than 64 of them in one
+ * transaction slow every snapshot on the server). Measured, a chunk's tsvector takes at most
+ * about 3× its bytes (distinct hyphenated words: the compound, its parts, 4 bytes of positions
+ * and alignment each); an upper bound — every byte in at most 3 tokens (a URL, its host, its
+ * path; a compound and its part), lowercase at most 1.5× longer, 5 bytes per token — is under
+ * 10×. This threshold leaves 32×.
+ */
+const TSVECTOR_SAFE_CHUNK_BYTES = Math.floor(TSVECTOR_MAX_BYTES / 32);
+
+/**
+ * The largest squared norm accepted for an embedding: pgvector's cosine distance sums x² in
+ * 4-byte floats (in any order: it is compiled with -fassociative-math), which overflow at 3.40282e38;
+ * this bound leaves room for the rounding of 1,536 additions. Then the norms, and by
+ * Cauchy–Schwarz the dot product, stay finite, and the distance is never NaN.
+ */
+const MAX_SQUARED_NORM = 3.4e38;
 
 /** Where chunks come from; every search can be narrowed by the same fields. */
 export interface ChunkSource {
@@ -60,6 +80,15 @@ export interface HybridChunk extends Omit<SimilarChunk, 'similarity'> {
  * tenant. Everything is validated before any SQL; the insert is one statement per 500 chunks and
  * all-or-nothing for the call (a savepoint covers several statements).
  *
+ * Each chunk: `content` non-empty, at most `maxContentBytes` bytes of UTF-8 (default
+ * MAX_CHUNK_CONTENT_BYTES, 256 KiB; at most MAX_CONTENT_BYTES_CEILING); `embedding` 1,536 finite
+ * numbers that fit 4-byte floats, with a norm that is neither zero nor too large for pgvector's
+ * 4-byte arithmetic (MAX_SQUARED_NORM) once rounded to floats: cosine distance to such a vector is
+ * NaN. A chunk whose full-text vector PostgreSQL cannot build (its distinct words take more than
+ * TSVECTOR_MAX_BYTES in a tsvector, error 54000) → ValidationError naming the chunk, and nothing
+ * of the call is written; the caller's transaction goes on (a savepoint covers calls with chunks
+ * larger than TSVECTOR_SAFE_CHUNK_BYTES, which finds the chunk after a failure).
+ *
  * @example
  * await withTenant(db, tenantId, (tx) => addChunks(tx, { resourceId, chunks: [{ content, embedding }] }));
  *
@@ -67,17 +96,23 @@ export interface HybridChunk extends Omit<SimilarChunk, 'similarity'> {
  */
 export async function addChunks(
   db: TenantTx,
-  params: ChunkSource & { chunks: NewChunk[] },
+  params: ChunkSource & { chunks: NewChunk[]; maxContentBytes?: number },
 ): Promise<{ inserted: number }> {
   assertRole(db, 'addChunks');
   const tenantId = tenantOf(db);
   assertSource(params);
+  const maxBytes = limitOption('maxContentBytes', params.maxContentBytes, MAX_CHUNK_CONTENT_BYTES, MAX_CONTENT_BYTES_CEILING);
+  const limit = limitName(maxBytes, MAX_CHUNK_CONTENT_BYTES, 'MAX_CHUNK_CONTENT_BYTES', 'maxContentBytes');
   if (!Array.isArray(params.chunks)) throw new ValidationError('chunks', 'must be an array');
+  let largest = 0;
   params.chunks.forEach((chunk, index) => {
     if (typeof chunk !== 'object' || chunk === null) throw new ValidationError(`chunks[${index}]`, 'must be an object');
-    assertText(`chunks[${index}].content`, chunk.content, 1_000_000);
+    assertTextBytes(`chunks[${index}].content`, chunk.content, maxBytes, limit);
+    if (chunk.content.trim().length === 0) throw new ValidationError(`chunks[${index}].content`, 'must be a non-empty string');
     assertEmbedding(`chunks[${index}].embedding`, chunk.embedding);
     if (chunk.position !== undefined) assertInt(`chunks[${index}].position`, chunk.position, 0);
+    // A string of n UTF-16 units holds at most 3n bytes: count only when that could pass the threshold.
+    if (chunk.content.length * 3 > TSVECTOR_SAFE_CHUNK_BYTES) largest = Math.max(largest, Buffer.byteLength(chunk.content, 'utf8'));
   });
   if (params.chunks.length === 0) return { inserted: 0 };
 
@@ -85,7 +120,7 @@ export async function addChunks(
   for (let i = 0; i < params.chunks.length; i += MAX_CHUNKS_PER_STATEMENT) {
     batches.push(params.chunks.slice(i, i + MAX_CHUNKS_PER_STATEMENT));
   }
-  const atomic = batches.length > 1;
+  const atomic = batches.length > 1 || largest > TSVECTOR_SAFE_CHUNK_BYTES;
   if (atomic) await sql`savepoint add_chunks`.execute(db);
   try {
     let inserted = 0;
@@ -108,9 +143,40 @@ export async function addChunks(
     if (atomic) await sql`release savepoint add_chunks`.execute(db);
     return { inserted };
   } catch (error) {
-    if (atomic) await sql`rollback to savepoint add_chunks`.execute(db).catch(() => {});
-    throw mapSourceError(error, params);
+    if (!atomic) throw mapSourceError(error, params);
+    await sql`rollback to savepoint add_chunks`.execute(db).catch(() => {});
+    const refused = sqlState(error) === '54000' ? await tsvectorRefusal(db, params.chunks) : undefined;
+    await sql`release savepoint add_chunks`.execute(db).catch(() => {});
+    throw refused ?? mapSourceError(error, params);
   }
+}
+
+/**
+ * After an insert failed with 54000 (rolled back to the savepoint add_chunks): the chunk whose
+ * tsvector PostgreSQL cannot build, as a ValidationError, found by building the tsvectors of the
+ * chunks that could fail, largest first, until one fails (then back to the savepoint again).
+ */
+async function tsvectorRefusal(db: TenantTx, chunks: NewChunk[]): Promise<ValidationError | undefined> {
+  const suspects = chunks
+    .map((chunk, index) => ({ index, bytes: Buffer.byteLength(chunk.content, 'utf8') }))
+    .filter((chunk) => chunk.bytes > TSVECTOR_SAFE_CHUNK_BYTES)
+    .sort((x, y) => y.bytes - x.bytes);
+  for (const { index } of suspects) {
+    try {
+      // The generated column's own expression (migration 0004).
+      await sql`select length(to_tsvector('english', ${chunks[index]!.content}::text))`.execute(db);
+    } catch (error) {
+      await sql`rollback to savepoint add_chunks`.execute(db).catch(() => {});
+      if (sqlState(error) !== '54000') return undefined;
+      const needed = /\((\d+) bytes/.exec(error instanceof Error ? error.message : '')?.[1];
+      return new ValidationError(
+        `chunks[${index}].content`,
+        `holds more distinct words than PostgreSQL's full-text index takes: its tsvector would be ` +
+          `${needed === undefined ? 'more than' : `${needed} bytes, more than`} ${TSVECTOR_MAX_BYTES} (TSVECTOR_MAX_BYTES); split it into smaller chunks`,
+      );
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -118,6 +184,10 @@ export async function addChunks(
  * optionally narrowed to a resource, conversation or tool and cut at `threshold` similarity.
  * Returns k rows whenever k matching rows are visible, however small the tenant's share of the
  * index: pgvector's iterative index scan keeps scanning past rows that RLS or the filters drop.
+ * `embedding` as for addChunks (a zero or overflowing norm → ValidationError); rows whose distance
+ * is NaN (a zero vector written by raw SQL) are left out in SQL, so a similarity is never NaN.
+ * The chunks' content is at most `maxPageBytes` (default DEFAULT_PAGE_BYTES, 32 MiB) in all;
+ * more → ValidationError('maxPageBytes') with the size, no content sent (ask for a smaller k).
  *
  * @example
  * const hits = await withTenant(db, tenantId, (tx) => similaritySearch(tx, { embedding, k: 5, threshold: 0.75 }));
@@ -126,32 +196,41 @@ export async function addChunks(
  */
 export async function similaritySearch(
   db: TenantTx,
-  params: ChunkSource & { embedding: number[]; k?: number; threshold?: number },
+  params: ChunkSource & { embedding: number[]; k?: number; threshold?: number; maxPageBytes?: number },
 ): Promise<SimilarChunk[]> {
   assertRole(db, 'similaritySearch');
   const tenantId = tenantOf(db);
   assertEmbedding('embedding', params.embedding);
   assertSource(params);
   const k = topK(params.k);
+  const maxBytes = pageBytes(params.maxPageBytes);
   if (params.threshold !== undefined && (typeof params.threshold !== 'number' || !(params.threshold >= -1 && params.threshold <= 1))) {
     throw new ValidationError('threshold', 'must be a number between -1 and 1');
   }
   await useIterativeIndexScan(db);
   const query = vectorValue(params.embedding);
   // relaxed_order may return the k rows slightly out of order: the outer query sorts them.
-  const { rows } = await sql<Omit<SimilarChunk, 'similarity'> & { distance: number }>`
+  // Rows addChunks would refuse (written by raw SQL) are filtered inside the scan (see
+  // validEmbedding), so the iterative scan goes on to k real rows.
+  const { rows } = await sql<Omit<SimilarChunk, 'similarity'> & { distance: number; totalBytes: string | number }>`
     with nearest as materialized (
       select id, content, resource_id, conversation_id, tool_id, position, embedding <=> ${query}::vector as distance
       from vectors
-      where tenant_id = ${tenantId} ${sourceFilter(params)}
+      where tenant_id = ${tenantId} ${sourceFilter(params)} and ${validEmbedding(query)}
       order by distance
       limit ${k}
+    ),
+    hits as (
+      select * from nearest
+      ${params.threshold === undefined ? sql`` : sql`where 1 - distance >= ${params.threshold}`}
     )
-    select id, content, resource_id, conversation_id, tool_id, position, distance
-    from nearest
-    ${params.threshold === undefined ? sql`` : sql`where 1 - distance >= ${params.threshold}`}
+    select id, case when sum(octet_length(content)) over () <= ${maxBytes} then content end as content,
+           resource_id, conversation_id, tool_id, position, distance,
+           sum(octet_length(content)) over () as total_bytes
+    from hits
     order by distance, id`.execute(db);
-  return rows.map(({ distance, ...row }) => ({ ...row, similarity: 1 - Number(distance) }));
+  assertResultFits(rows, maxBytes);
+  return rows.map(({ distance, totalBytes: _totalBytes, ...row }) => ({ ...row, similarity: 1 - Number(distance) }));
 }
 
 /**
@@ -159,13 +238,14 @@ export async function similaritySearch(
  * and a full-text leg (`websearch_to_tsquery('english', query)` over the stored tsvector, ranked
  * by ts_rank) by reciprocal rank fusion (k = 60), in one statement. Each leg over-fetches (4k
  * rows, at least 40); a chunk found by one leg only still ranks, and vectorRank/textRank say where
- * it came from.
+ * it came from. `embedding` and the byte budget (`maxPageBytes`) as for similaritySearch; rows
+ * whose vector distance is NaN are left out of the vector leg.
  *
  * Roles: app_cms (README, "Production roles").
  */
 export async function hybridSearch(
   db: TenantTx,
-  params: ChunkSource & { query: string; embedding: number[]; k?: number },
+  params: ChunkSource & { query: string; embedding: number[]; k?: number; maxPageBytes?: number },
 ): Promise<HybridChunk[]> {
   assertRole(db, 'hybridSearch');
   const tenantId = tenantOf(db);
@@ -173,15 +253,16 @@ export async function hybridSearch(
   assertEmbedding('embedding', params.embedding);
   assertSource(params);
   const k = topK(params.k);
+  const maxBytes = pageBytes(params.maxPageBytes);
   const legSize = Math.max(4 * k, 40);
   await useIterativeIndexScan(db);
   const vector = vectorValue(params.embedding);
   const filter = sourceFilter(params);
-  const { rows } = await sql<Omit<HybridChunk, 'score'> & { score: string | number }>`
+  const { rows } = await sql<Omit<HybridChunk, 'score'> & { score: string | number; totalBytes: string | number }>`
     with vector_leg as materialized (
       select id, embedding <=> ${vector}::vector as distance
       from vectors
-      where tenant_id = ${tenantId} ${filter}
+      where tenant_id = ${tenantId} ${filter} and ${validEmbedding(vector)}
       order by distance
       limit ${legSize}
     ),
@@ -204,15 +285,31 @@ export async function hybridSearch(
         select id, null, rank from text_leg
       ) legs
       group by id
+    ),
+    best as (
+      select v.id, v.content, v.resource_id, v.conversation_id, v.tool_id, v.position,
+             coalesce(1.0 / (${RRF_K} + f.vector_rank), 0) + coalesce(1.0 / (${RRF_K} + f.text_rank), 0) as score,
+             f.vector_rank::int as vector_rank, f.text_rank::int as text_rank
+      from fused f
+      join vectors v on v.tenant_id = ${tenantId} and v.id = f.id
+      order by score desc, v.id
+      limit ${k}
     )
-    select v.id, v.content, v.resource_id, v.conversation_id, v.tool_id, v.position,
-           coalesce(1.0 / (${RRF_K} + f.vector_rank), 0) + coalesce(1.0 / (${RRF_K} + f.text_rank), 0) as score,
-           f.vector_rank::int as vector_rank, f.text_rank::int as text_rank
-    from fused f
-    join vectors v on v.tenant_id = ${tenantId} and v.id = f.id
-    order by score desc, v.id
-    limit ${k}`.execute(db);
-  return rows.map((row) => ({ ...row, score: Number(row.score) }));
+    select id, case when sum(octet_length(content)) over () <= ${maxBytes} then content end as content,
+           resource_id, conversation_id, tool_id, position, score, vector_rank, text_rank,
+           sum(octet_length(content)) over () as total_bytes
+    from best
+    order by score desc, id`.execute(db);
+  assertResultFits(rows, maxBytes);
+  return rows.map(({ totalBytes: _totalBytes, ...row }) => ({ ...row, score: Number(row.score) }));
+}
+
+/** ValidationError('maxPageBytes') when the rows' content (total_bytes, the same on every row) passes the budget. */
+function assertResultFits(rows: { totalBytes: string | number }[], maxBytes: number): void {
+  const total = rows.length === 0 ? 0 : Number(rows[0]!.totalBytes);
+  if (total <= maxBytes) return;
+  const limitText = limitName(maxBytes, DEFAULT_PAGE_BYTES, 'DEFAULT_PAGE_BYTES', 'maxPageBytes');
+  throw tooLargeForPage({ maxBytes, limitName: limitText }, `the ${rows.length} chunks found hold`, total);
 }
 
 /**
@@ -225,6 +322,19 @@ async function useIterativeIndexScan(db: TenantTx): Promise<void> {
   await sql`select set_config('hnsw.iterative_scan', 'relaxed_order', true),
                    set_config('hnsw.ef_search', ${String(DEFAULT_EF_SEARCH)}, true),
                    set_config('plan_cache_mode', 'force_custom_plan', true)`.execute(db);
+}
+
+/**
+ * Rows whose distance to `query` is a number, and whose own norm is neither 0 nor overflowing
+ * as pgvector computes it in 4-byte floats (the rows addChunks refuses, which raw SQL can write):
+ * the distance of a row to itself is NaN exactly then (0/0 or ∞/∞). Such a row would otherwise
+ * come back for any query: NaN for a zero vector, which PostgreSQL sorts above every number and
+ * takes as >= any threshold (NaN = NaN is true there), or distance 0 for a vector whose squares
+ * underflow (x/0 = ∞, clamped to similarity 1). The query is validated the same way, so the
+ * first condition is a second wall: a similarity is never NaN.
+ */
+function validEmbedding(query: VectorValue): RawBuilder<unknown> {
+  return sql`(embedding <=> ${query}::vector) <> 'NaN'::float8 and (embedding <=> embedding) <> 'NaN'::float8`;
 }
 
 function sourceFilter(params: ChunkSource): RawBuilder<unknown> {
@@ -247,18 +357,30 @@ function assertEmbedding(field: string, embedding: unknown): asserts embedding i
     throw new ValidationError(field, `must have ${EMBEDDING_DIMENSIONS} dimensions, got ${embedding.length}`);
   }
   // One plain loop: this runs for every chunk of an ingestion (1,536 values each).
+  let squaredNorm = 0;
+  let nonZero = false;
   for (let i = 0; i < embedding.length; i += 1) {
     const x: unknown = embedding[i];
     if (typeof x !== 'number' || !Number.isFinite(x)) throw new ValidationError(field, `[${i}] must be a finite number, got ${String(x)}`);
     // pgvector stores float4: a larger value would become Infinity, which pgvector refuses.
-    if (!Number.isFinite(Math.fround(x))) throw new ValidationError(field, `[${i}] must fit a 4-byte float (|x| < 3.4e38), got ${x}`);
+    const f = Math.fround(x);
+    if (!Number.isFinite(f)) throw new ValidationError(field, `[${i}] must fit a 4-byte float (|x| < 3.4e38), got ${x}`);
+    // pgvector squares in float4: a square below ~1.4e-45 is 0 there.
+    if (Math.fround(f * f) !== 0) nonZero = true;
+    squaredNorm += f * f;
+  }
+  if (!nonZero) {
+    throw new ValidationError(field, 'must not have zero norm: every value is 0, or so small that its square is 0 as a 4-byte float (|x| < about 2.6e-23), and cosine distance to it is NaN');
+  }
+  if (squaredNorm > MAX_SQUARED_NORM) {
+    throw new ValidationError(field, `has a squared norm of ${squaredNorm}, past what pgvector's 4-byte floats hold (${MAX_SQUARED_NORM}), and cosine distance to it is NaN: normalize it`);
   }
 }
 
 function topK(k: unknown): number {
   if (k === undefined) return 10;
   assertInt('k', k, 1);
-  if (k > MAX_K) throw new ValidationError('k', `must be at most ${MAX_K}, got ${k}`);
+  if (k > MAX_SEARCH_K) throw new ValidationError('k', `must be at most ${MAX_SEARCH_K}, got ${k}`);
   return k;
 }
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NotFoundError, TenantContextError, ValidationError } from '../../src/db/errors.ts';
 import { withTenant } from '../../src/db/tenant.ts';
@@ -7,6 +7,7 @@ import { toVectorSql } from '../../src/db/vector.ts';
 import { addChunks, hybridSearch, similaritySearch } from '../../src/queries/vectors.ts';
 import { clusteredPoints } from '../support/clustered-vectors.ts';
 import { insertCatalog, insertTenant } from '../support/fixtures.ts';
+import { QueryRecorder } from '../support/query-recorder.ts';
 import { onServer, openTestDb, type TestDb } from '../support/test-db.ts';
 
 let t: TestDb;
@@ -69,8 +70,9 @@ describe('addChunks', () => {
   });
 
   it('stores each value as its nearest 4-byte float, and refuses one too large for a float', async () => {
-    const embedding = Array.from({ length: 1536 }, (_, i) => (i % 2 === 0 ? 1 : -1) * (i + 0.1) / 3 * 10 ** ((i % 61) - 30));
-    embedding[5] = 3.4e38;
+    // Values from 1e-30 to 1e10 and one of 1.8e19: their squares sum to less than a float4 holds.
+    const embedding = Array.from({ length: 1536 }, (_, i) => (i % 2 === 0 ? 1 : -1) * (i + 0.1) / 3 * 10 ** ((i % 41) - 30));
+    embedding[5] = 1.8e19;
     embedding[6] = -1e-44; // a float4 subnormal
     const resource = await t.db.insertInto('resources').values({ tenantId: a.tenantId, name: 'floats', type: 'text' }).returning('id').executeTakeFirstOrThrow();
     await withTenant(t.db, a.tenantId, (tx) => addChunks(tx, { resourceId: resource.id, chunks: [{ content: 'floats', embedding }] }));
@@ -247,15 +249,18 @@ describe('search quality on clustered data', () => {
     return { recall: found / (10 * queries.length), minRows };
   }
 
-  it('uses the HNSW index for the search', async () => {
-    const plan = await withTenant(t.db, big.tenantId, async (tx) => {
-      await sql`select set_config('hnsw.iterative_scan', 'relaxed_order', true)`.execute(tx);
-      const { rows } = await sql<{ 'QUERY PLAN': string }>`
-        explain select id from vectors where tenant_id = ${big.tenantId}
-        order by embedding <=> ${toVectorSql(queries[0]!)}::vector limit 10`.execute(tx.withoutPlugins());
+  it('uses the HNSW index for the search, with its filters (NaN distances, degenerate norms) and byte budget', async () => {
+    const recorder = new QueryRecorder();
+    const plan = await withTenant(t.db.withPlugin(recorder), big.tenantId, async (tx) => {
+      await similaritySearch(tx, { embedding: queries[0]!, k: 10 });
+      // The search statement as sent (after the plugins), explained in the settings it ran with.
+      const search = recorder.queries.at(-1)!;
+      const compiled = t.db.getExecutor().compileQuery(search.node, search.queryId);
+      const { rows } = await tx.executeQuery<{ 'QUERY PLAN': string }>(CompiledQuery.raw(`explain ${compiled.sql}`, [...compiled.parameters]));
       return rows.map((r) => r['QUERY PLAN']).join('\n');
     });
     expect(plan).toContain('vectors_embedding_hnsw_idx');
+    expect(plan).toContain("<> 'NaN'::double precision");
   });
 
   it('has recall@10 >= 0.95 against exact search at the default settings', async () => {
