@@ -67,9 +67,10 @@ comment on function app.open_tenant_context(bytea, bytea) is
 
 -- Serves: the first statement of every withTenant transaction. Verifies the signature and the
 -- counter, resets what earlier transactions left on the session, records the tenant for this
--- transaction. Returns how many statements were prepared with SQL PREPARE on this connection
--- (the package prepares only at the protocol level, so any is a sign of tampering).
-create function app.enter_tenant_context(tenant uuid, counter bigint, signature text) returns bigint
+-- transaction. (Prepared statements are checked at the end of each tenant transaction, in the
+-- same round trip as its COMMIT: pg_prepared_statements copies every statement's text, and a
+-- connection holds dozens.)
+create function app.enter_tenant_context(tenant uuid, counter bigint, signature text) returns void
   language plpgsql
   volatile
   security definer
@@ -99,7 +100,6 @@ begin
   update app.tenant_contexts c
   set counter = enter_tenant_context.counter, tenant_id = enter_tenant_context.tenant, xact_start = transaction_timestamp()
   where c.pid = pg_backend_pid();
-  return (select count(*) from pg_prepared_statements p where p.from_sql);
 end
 $$;
 comment on function app.enter_tenant_context(uuid, bigint, text) is

@@ -44,10 +44,6 @@ export function guardClient(client: pg.PoolClient, nameStatements: ((query: Quer
       throw tenantContextFailure(error, tenantId);
     }
     ctx.inTenantTransaction = true;
-    if (Number(result.rows[0]?.fromSql) !== 0) {
-      ctx.poisoned = 'a statement prepared with SQL PREPARE was found on the connection';
-      throw new ConnectionTamperedError(ctx.poisoned);
-    }
     return result;
   };
 

@@ -8,7 +8,7 @@ import { ConnectionContext, ENTER_CONTEXT_SQL, OPEN_CONTEXT_SQL, PGLITE_CLEANUP_
  * transaction's work is done, PGLITE_CLEANUP_SQL runs in it before PGlite commits (so that
  * nothing it left reaches the next caller, who may be waiting for PGlite's lock already). A
  * statement prepared with SQL PREPARE cannot shadow anything PGlite runs (it prepares none by
- * name), so one found at the start of a tenant transaction is deallocated, not fatal.
+ * name); the cleanup deallocates it.
  */
 export function guardPglite(pglite: PGlite): PGlite {
   const ctx = new ConnectionContext();
@@ -33,7 +33,6 @@ export function guardPglite(pglite: PGlite): PGlite {
           throw tenantContextFailure(error, tenantId);
         }
         entered = true;
-        if (Number(result.rows[0]?.fromSql) !== 0) await tx.exec('deallocate all');
         return result;
       };
       const value = await callback(tx);

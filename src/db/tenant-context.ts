@@ -54,7 +54,7 @@ export const OPEN_CONTEXT_SQL = `select app.open_tenant_context(decode($1, 'hex'
  * `pg_temp` listed last, a temporary table can never shadow a table of the package.
  */
 export const ENTER_CONTEXT_SQL =
-  `select app.enter_tenant_context($1::uuid, $2::bigint, $3) as "fromSql", ` +
+  `select app.enter_tenant_context($1::uuid, $2::bigint, $3) as "entered", ` +
   `set_config('role', $4, true) as "role", set_config('search_path', 'public, pg_temp', true) as "searchPath"`;
 
 /**
@@ -68,8 +68,8 @@ export const ENTER_CONTEXT_SQL =
 export const CLEANUP_SQL =
   'close all; unlisten *; reset all; reset role; discard temp; ' +
   'select pg_advisory_unlock_all() as "unlocked", ' +
-  '(select count(*)::int from pg_prepared_statements where from_sql) as "fromSql", ' +
-  '(select count(*)::int from pg_prepared_statements where not from_sql) as "named"';
+  'p."fromSql", p."named" from (select count(*) filter (where from_sql)::int as "fromSql", ' +
+  'count(*) filter (where not from_sql)::int as "named" from pg_prepared_statements) p';
 
 /** PGlite runs one statement list in its transaction; the same cleanup, plus DEALLOCATE ALL (it prepares nothing itself). */
 export const PGLITE_CLEANUP_SQL =
