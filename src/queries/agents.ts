@@ -8,6 +8,7 @@ import { decimalText } from './decimal.ts';
 import { cursorTimestamp, decodeCursor, toPage, type CursorScope, type Page } from './cursor.ts';
 import { assertInt, assertOptionalText, assertText, assertUuid, jsonObject, pageLimit } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
+import { MAX_METADATA_BYTES } from './limits.ts';
 
 /** An agent: global (`tenantId` null, from the seed) or the current tenant's (`userId` null: tenant-wide). */
 export type Agent = Pick<
@@ -99,7 +100,10 @@ export async function createAgent(
   if (userId !== null) assertUuid('userId', userId);
   const description = params.description ?? null;
   if (description !== null) assertOptionalText('description', description, 10_000);
-  const modelParameters = jsonObject('modelParameters', params.modelParameters === undefined ? {} : params.modelParameters);
+  const modelParameters = jsonObject('modelParameters', params.modelParameters === undefined ? {} : params.modelParameters, {
+    maxBytes: MAX_METADATA_BYTES,
+    limitName: 'MAX_METADATA_BYTES',
+  });
   const toolIds = toolIdList(params.toolIds);
 
   let agent: Agent | undefined;

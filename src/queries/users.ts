@@ -6,7 +6,7 @@ import { NotFoundError, UserDisabledError, ValidationError, sqlState } from '../
 import type { DB, Users } from '../db/schema.generated.ts';
 import { decimalText } from './decimal.ts';
 import { tenantOf } from '../db/tenant.ts';
-import { assertInt, assertText, assertUuid, decimal } from './validate.ts';
+import { assertInt, assertText, assertUuid, decimal, LONE_SURROGATE } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
 
 /** A user as the API returns it: never the API key or its hash. */
@@ -31,9 +31,10 @@ export function userColumns(eb: ExpressionBuilder<DB, 'users'>) {
     'createdAt', 'updatedAt',
   ] as const;
 }
-/** An email as users.email stores it (trimmed, lowercase), or a ValidationError('email'). */
+/** An email as users.email stores it (NFC, trimmed, lowercase), or a ValidationError('email'). */
 export function normalizeEmail(value: unknown): string {
-  const email = typeof value === 'string' ? value.trim().toLowerCase() : value;
+  // One Unicode normalization (NFC): `josé` typed with a combining accent is the same address.
+  const email = typeof value === 'string' && !LONE_SURROGATE.test(value) ? value.normalize('NFC').trim().toLowerCase() : value;
   assertText('email', email, 320);
   if (!/^[^\s@]+@[^\s@]+$/.test(email)) throw new ValidationError('email', 'must look like name@domain');
   return email;

@@ -32,7 +32,18 @@ export function assertText(field: string, value: unknown, max: number): asserts 
     throw new ValidationError(field, 'must be a non-empty string');
   }
   if (value.length > max) throw new ValidationError(field, `must be at most ${max} characters, got ${value.length}`);
+  assertStorableText(field, value);
+}
+
+/**
+ * Text PostgreSQL stores exactly, or a ValidationError naming `field`: no NUL character (text
+ * refuses it) and no lone UTF-16 surrogate (the driver would send U+FFFD in its place, silently).
+ */
+export function assertStorableText(field: string, value: string): void {
   if (value.includes('\u0000')) throw new ValidationError(field, 'must not contain NUL characters');
+  if (LONE_SURROGATE.test(value)) {
+    throw new ValidationError(field, 'must not contain a lone UTF-16 surrogate: it cannot be stored as UTF-8 (it would become U+FFFD)');
+  }
 }
 
 /** Throws a ValidationError naming `field` unless `value` is a safe integer >= min. */
@@ -67,7 +78,7 @@ export function pageLimit(limit: unknown, fallback = DEFAULT_PAGE_SIZE, max = MA
 export function assertOptionalText(field: string, value: unknown, max: number): asserts value is string {
   if (typeof value !== 'string') throw new ValidationError(field, 'must be a string or null');
   if (value.length > max) throw new ValidationError(field, `must be at most ${max} characters, got ${value.length}`);
-  if (value.includes('\u0000')) throw new ValidationError(field, 'must not contain NUL characters');
+  assertStorableText(field, value);
 }
 
 /**
@@ -102,7 +113,7 @@ export function assertTextBytes(field: string, value: unknown, maxBytes: number,
   if (value.length > maxBytes || Buffer.byteLength(value, 'utf8') > maxBytes) {
     throw new ValidationError(field, `must be at most ${maxBytes} bytes of UTF-8 text (${limit}), got ${Buffer.byteLength(value, 'utf8')}`);
   }
-  if (value.includes('\u0000')) throw new ValidationError(field, 'must not contain NUL characters');
+  assertStorableText(field, value);
 }
 
 /**
@@ -206,7 +217,7 @@ class JsonRefusal extends Error {
 
 const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
 /** A lone surrogate: a high one not followed by a low one, or a low one not preceded by a high one. */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+export const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 /** String.prototype.isWellFormed (ES2024, in every Node this package runs on; not in the es2023 lib types). */
 const isWellFormed = (text: string): boolean => (text as unknown as { isWellFormed(): boolean }).isWellFormed();
 
