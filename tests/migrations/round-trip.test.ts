@@ -11,7 +11,7 @@ import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LEDGER_TABLE, migrate, migrateDown, migrationStatus, readMigrationFiles } from '../../src/db/migrator.ts';
 import { publicTables } from '../support/fixtures.ts';
-import { openTestDb, type TestDb } from '../support/test-db.ts';
+import { onServer, openTestDb, type TestDb } from '../support/test-db.ts';
 
 
 const SCHEMAS = `('public', 'app')`;
@@ -292,6 +292,15 @@ describe('migrating up, down to nothing, and up again', () => {
     expect(rows.map((r) => r.relname)).toEqual([LEDGER_TABLE]);
     expect(await ledgerRows(db)).toEqual([]);
     expect((await migrationStatus(db)).map((s) => s.state)).toEqual(FILES.map(() => 'pending'));
+  });
+
+  // Roles are global to the server. On a server other databases (the tests' template, at the latest
+  // schema) still use the application roles: a full down here must leave every one of them, or the
+  // other databases' withTenant would fail with "role app_user does not exist".
+  it.runIf(onServer)('migrateDown to 0 keeps the application roles that other databases on the server use', async () => {
+    const { rows } = await sql<{ rolname: string }>`
+      select rolname::text from pg_roles where rolname in ('app_user', 'app_server', 'app_gateway', 'app_cms') order by 1`.execute(db);
+    expect(rows.map((r) => r.rolname)).toEqual(['app_cms', 'app_gateway', 'app_server', 'app_user']);
   });
 
   it('migrating again after a full migrateDown recreates exactly the same schema', async () => {
