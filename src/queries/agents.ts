@@ -5,7 +5,7 @@ import { NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors
 import type { Agents, DB, Models, Prompts, Providers, Tools, UserAgents } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { decimalText } from './decimal.ts';
-import { cursorTimestamp, decodeCursor, toPage, type CursorScope, type Page } from './cursor.ts';
+import { cursorTimestamp, decodeCursor, toPage, type CursorScope, type Page, keysetPast } from './cursor.ts';
 import { assertInt, assertOptionalText, assertText, assertUuid, jsonObject, pageLimit } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
 import { MAX_METADATA_BYTES } from './limits.ts';
@@ -203,7 +203,7 @@ export async function listAgentsForUser(
   const page = <O>(qb: SelectQueryBuilder<DB & { a: Agents }, 'a', O>) =>
     qb
       .$if(after !== undefined, (qb) =>
-        qb.where(sql<SqlBool>`(${sql.ref('a.createdAt')}, ${sql.ref('a.id')}) < (${after!.at}::timestamptz, ${after!.id}::uuid)`),
+        qb.where(keysetPast(sql.ref('a.createdAt'), sql.ref('a.id'), after!)),
       )
       .orderBy('a.createdAt', 'desc')
       .orderBy('a.id', 'desc')

@@ -13,7 +13,7 @@ import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, sqlState, ValidationError } from '../db/errors.ts';
 import type { Conversations } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
-import { cursorTimestamp, decodeCursor, encodeCursor, type CursorScope, type Page } from './cursor.ts';
+import { cursorTimestamp, decodeCursor, encodeCursor, type CursorScope, type Page, keysetPast } from './cursor.ts';
 import { assertText, assertUuid, pageLimit } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
 import { visibleAgent } from './agents.ts';
@@ -173,7 +173,7 @@ export async function listConversations(
     .$if(after !== undefined, (qb) =>
       qb.where(
         (eb) =>
-          sql<boolean>`(${eb.ref('conversations.lastActivityAt')}, ${eb.ref('conversations.id')}) < (${after!.at}::timestamptz, ${after!.id}::uuid)`,
+          keysetPast(eb.ref('conversations.lastActivityAt'), eb.ref('conversations.id'), after!),
       ),
     )
     .orderBy('conversations.lastActivityAt', 'desc')

@@ -48,6 +48,20 @@ export function cursorTimestamp(column: Expression<Date | null> | RawBuilder<unk
   return sql<string>`to_char(${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 }
 
+/**
+ * The keyset condition of a page after `position`: `(at, id) < (position)` for a list newest
+ * first ('before'), `>` for one oldest first ('after'). Row comparison, so one index range serves it.
+ */
+export function keysetPast(
+  at: Expression<unknown> | RawBuilder<unknown>,
+  id: Expression<unknown> | RawBuilder<unknown>,
+  position: CursorPosition,
+  direction: 'before' | 'after' = 'before',
+): RawBuilder<boolean> {
+  const op = direction === 'before' ? sql`<` : sql`>`;
+  return sql<boolean>`(${at}, ${id}) ${op} (${position.at}::timestamptz, ${position.id}::uuid)`;
+}
+
 /** An opaque cursor for `position` in the list `scope` names. */
 export function encodeCursor(scope: CursorScope, position: CursorPosition): string {
   const payload = { v: 1, l: scope.list, t: scope.tenantId, s: scope.scope, a: position.at, i: position.id };

@@ -18,7 +18,7 @@ import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, ValidationError } from '../db/errors.ts';
 import type { JsonArray, JsonObject, Messages } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
-import { cursorTimestamp, decodeCursor, tooLargeForPage, toSizedPage, type CursorScope, type Page, type SizedRow } from './cursor.ts';
+import { cursorTimestamp, decodeCursor, tooLargeForPage, toSizedPage, type CursorScope, type Page, type SizedRow, keysetPast } from './cursor.ts';
 import { DEFAULT_PAGE_BYTES } from './limits.ts';
 import { assertInt, assertUuid, describe, jsonText, limitName, pageBytes, pageLimit, shown } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
@@ -224,7 +224,7 @@ export async function listMessages(
         .$if(after !== undefined, (qb) =>
           qb.where(
             (eb) =>
-              sql<boolean>`(${eb.ref('messages.createdAt')}, ${eb.ref('messages.id')}) > (${after!.at}::timestamptz, ${after!.id}::uuid)`,
+              keysetPast(eb.ref('messages.createdAt'), eb.ref('messages.id'), after!, 'after'),
           ),
         )
         .orderBy('messages.createdAt', 'asc')

@@ -3,7 +3,7 @@ import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors.ts';
 import type { DB, Resources } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
-import { cursorTimestamp, decodeCursor, toSizedPage, type CursorScope, type Page } from './cursor.ts';
+import { cursorTimestamp, decodeCursor, toSizedPage, type CursorScope, type Page, keysetPast } from './cursor.ts';
 import { DEFAULT_PAGE_BYTES, MAX_CONTENT_BYTES_CEILING, MAX_METADATA_BYTES, MAX_RESOURCE_CONTENT_BYTES } from './limits.ts';
 import { assertText, assertTextBytes, assertUuid, jsonObject, limitName, limitOption, pageBytes, pageLimit } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
@@ -206,7 +206,7 @@ export async function listResources(
         .$if(agentId !== undefined, (qb) => qb.where('agentId', '=', agentId!))
         .$if(messageId !== undefined, (qb) => qb.where('messageId', '=', messageId!))
         .$if(after !== undefined, (qb) =>
-          qb.where((eb) => sql<boolean>`(${eb.ref('createdAt')}, ${eb.ref('id')}) < (${after!.at}::timestamptz, ${after!.id}::uuid)`),
+          qb.where((eb) => keysetPast(eb.ref('createdAt'), eb.ref('id'), after!)),
         )
         .orderBy('createdAt', 'desc')
         .orderBy('id', 'desc')

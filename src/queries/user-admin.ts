@@ -10,7 +10,7 @@ import { NotFoundError, ValidationError, sqlState } from '../db/errors.ts';
 import { assertRole } from '../db/service-roles.ts';
 import { tenantOf } from '../db/tenant.ts';
 import type { TenantTx } from '../db/tenant-tx.ts';
-import { cursorTimestamp, decodeCursor, toPage, type CursorScope, type Page } from './cursor.ts';
+import { cursorTimestamp, decodeCursor, toPage, type CursorScope, type Page, keysetPast } from './cursor.ts';
 import { generateApiKey, hashApiKey, normalizeEmail, userColumns, type User } from './users.ts';
 import { assertInt, assertOptionalText, assertUuid, decimal, pageLimit } from './validate.ts';
 
@@ -192,7 +192,7 @@ export async function listUsers(db: TenantTx, params: ListUsersParams = {}): Pro
     .$if(params.status !== undefined, (qb) => qb.where('status', '=', params.status!))
     .$if(prefix !== undefined, (qb) => qb.where((eb) => sql<boolean>`starts_with(${eb.ref('email')}, ${prefix!}::text)`))
     .$if(after !== undefined, (qb) =>
-      qb.where((eb) => sql<boolean>`(${eb.ref('createdAt')}, ${eb.ref('id')}) < (${after!.at}::timestamptz, ${after!.id}::uuid)`),
+      qb.where((eb) => keysetPast(eb.ref('createdAt'), eb.ref('id'), after!)),
     )
     .orderBy('createdAt', 'desc')
     .orderBy('id', 'desc')

@@ -6,7 +6,7 @@ import { sealSecret } from '../db/secrets.ts';
 import { assertRole } from '../db/service-roles.ts';
 import { tenantOf } from '../db/tenant.ts';
 import type { TenantTx } from '../db/tenant-tx.ts';
-import { cursorTimestamp, decodeCursor, toPage, type CursorScope, type Page } from './cursor.ts';
+import { cursorTimestamp, decodeCursor, toPage, type CursorScope, type Page, keysetPast } from './cursor.ts';
 import { assertInt, assertUuid, jsonObject, pageLimit } from './validate.ts';
 
 /** A user's configuration of a tool, without its credential: only whether it has one. */
@@ -141,7 +141,7 @@ export async function listUserTools(
     .where('tenantId', '=', tenantId)
     .where('userId', '=', params.userId)
     .$if(after !== undefined, (qb) =>
-      qb.where((eb) => sql<boolean>`(${eb.ref('createdAt')}, ${eb.ref('id')}) < (${after!.at}::timestamptz, ${after!.id}::uuid)`),
+      qb.where((eb) => keysetPast(eb.ref('createdAt'), eb.ref('id'), after!)),
     )
     .orderBy('createdAt', 'desc')
     .orderBy('id', 'desc')
