@@ -63,6 +63,7 @@ export {
   getUser,
   authenticateApiKey,
   hashApiKey,
+  tenantOfApiKey,
   type User,
   type ApiKeyOwner,
 } from './queries/users.ts';

@@ -46,6 +46,10 @@ export interface Agents {
 
 export interface AgentTools {
   agentId: string;
+  /**
+   * The agent's scope (agents.scope): its tenant_id, or the nil UUID for a global agent. Defaults to the transaction's tenant (nil outside one).
+   */
+  agentScope: Generated<string>;
   createdAt: Generated<Timestamp>;
   toolId: number;
 }

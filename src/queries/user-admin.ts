@@ -214,7 +214,7 @@ export async function rotateApiKey(db: TenantTx, params: { userId: string }): Pr
   assertRole(db, 'rotateApiKey');
   const tenantId = tenantOf(db);
   assertUuid('userId', params.userId);
-  const apiKey = generateApiKey();
+  const apiKey = generateApiKey(tenantId);
   const user = await adminUpdate(db, tenantId, params.userId, sql`app.set_user_api_key_hash(${params.userId}::uuid, ${hashApiKey(apiKey)}::text)`);
   return { user, apiKey };
 }

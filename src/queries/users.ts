@@ -40,8 +40,9 @@ export function normalizeEmail(value: unknown): string {
   return email;
 }
 
-// Keys we generate are `sk_` + 43 base64url characters; TEST_API_KEY any 32..256 visible
-// ASCII characters. Anything else cannot be a key: no need to ask the database.
+// Keys we generate are `sk_<tenant id as 32 hex>_` + 43 base64url characters (before migration
+// 0019: `sk_` + 43); TEST_API_KEY any 32..256 visible ASCII characters. Anything else cannot be a
+// key: no need to ask the database.
 const API_KEY = /^[\x21-\x7e]{8,256}$/;
 
 /** True when `value` could be an API key (8..256 visible ASCII characters); others are never looked up. */
@@ -54,9 +55,21 @@ export function hashApiKey(apiKey: string): string {
   return createHash('sha256').update(apiKey, 'utf8').digest('hex');
 }
 
-/** A new random API key (`sk_` + 32 random bytes, base64url). */
-export function generateApiKey(): string {
-  return `sk_${randomBytes(32).toString('base64url')}`;
+const KEY_TENANT = /^sk_([0-9a-f]{32})_/;
+
+/**
+ * A new random API key of a user of `tenantId`: `sk_<tenant id, 32 hex>_<32 random bytes, base64url>`.
+ * The tenant in the key lets authenticateApiKey look the key up in that tenant only (on Citus, one
+ * shard instead of all); it is no secret (the key's owner is of that tenant).
+ */
+export function generateApiKey(tenantId: string): string {
+  return `sk_${tenantId.replaceAll('-', '').toLowerCase()}_${randomBytes(32).toString('base64url')}`;
+}
+
+/** The tenant a generated key names, or undefined for keys that name none (older keys, TEST_API_KEY). */
+export function tenantOfApiKey(apiKey: string): string | undefined {
+  const hex = KEY_TENANT.exec(apiKey)?.[1];
+  return hex === undefined ? undefined : `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 /**
@@ -80,7 +93,7 @@ export async function createUser(
   if (params.lastName !== undefined) assertText('lastName', params.lastName, 200);
   assertInt('roleId', params.roleId, 1);
   const budget = params.budget === undefined ? null : decimal('budget', params.budget);
-  const apiKey = generateApiKey();
+  const apiKey = generateApiKey(tenantId);
   try {
     const user = await db
       .insertInto('users')
@@ -128,8 +141,9 @@ export async function getUser(db: TenantTx, params: { userId: string }): Promise
 
 /**
  * Who an API key belongs to (an active user), or undefined. Works before any tenant is known:
- * it calls the SECURITY DEFINER function app.resolve_api_key with the key's hash, which returns
- * only (tenant_id, user_id, role_id). Then open withTenant(db, owner.tenantId, ...).
+ * it calls the SECURITY DEFINER function app.resolve_api_key with the key's hash (and the tenant a
+ * generated key names, so that only that tenant is searched), which returns only
+ * (tenant_id, user_id, role_id). Then open withTenant(db, owner.tenantId, ...).
  *
  * Roles: app_server and app_gateway (README, "Production roles").
  */
@@ -137,8 +151,12 @@ export async function authenticateApiKey(db: Executor, apiKey: string): Promise<
   assertRole(db, 'authenticateApiKey');
   if (typeof apiKey !== 'string') throw new ValidationError('apiKey', 'must be a string');
   if (!isPlausibleApiKey(apiKey)) return undefined;
-  const { rows } = await sql<ApiKeyOwner>`
-    select tenant_id, user_id, role_id from app.resolve_api_key(${hashApiKey(apiKey)}) limit 2`.execute(db);
+  const tenant = tenantOfApiKey(apiKey);
+  const { rows } =
+    tenant === undefined
+      ? await sql<ApiKeyOwner>`select tenant_id, user_id, role_id from app.resolve_api_key(${hashApiKey(apiKey)}) limit 2`.execute(db)
+      : await sql<ApiKeyOwner>`
+          select tenant_id, user_id, role_id from app.resolve_api_key(${hashApiKey(apiKey)}, ${tenant}::uuid) limit 2`.execute(db);
   // Hashes are unique per tenant only (a global unique index would not fit a table distributed by
   // tenant). Two owners of one key cannot happen with generated keys; if it ever does, trust neither.
   return rows.length === 1 ? rows[0] : undefined;

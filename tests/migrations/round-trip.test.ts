@@ -334,7 +334,9 @@ describe('each down migration reverses its up migration exactly', () => {
     const ledgerBefore = await ledgerRows(db);
     expect(await migrate(db, { migrationsDir: dir })).toEqual([file.name]);
     const applied = await catalogDump(db);
-    expect(applied).not.toEqual(before); // the up migration did something
+    // The up migration did something; one made for Citus (`…_on_citus`) does nothing without it.
+    if (file.name.endsWith('_on_citus') && !(await hasCitus(db))) expect(applied).toEqual(before);
+    else expect(applied).not.toEqual(before);
     expect(await migrateDown(db, {}, { migrationsDir: dir })).toEqual([file.name]);
     expect(await catalogDump(db)).toEqual(before);
     expect(await ledgerRows(db)).toEqual(ledgerBefore);
@@ -343,3 +345,9 @@ describe('each down migration reverses its up migration exactly', () => {
     expect(await catalogDump(db)).toEqual(applied);
   });
 });
+
+/** True when the citus extension is in this database (the round trips run on a database without it, even on Citus). */
+async function hasCitus(db: Kysely<any>): Promise<boolean> {
+  const { rows } = await sql<{ present: boolean }>`select exists (select from pg_extension where extname = 'citus') as present`.execute(db);
+  return rows[0]!.present;
+}

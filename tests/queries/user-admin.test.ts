@@ -283,7 +283,7 @@ describe('rotateApiKey and revokeApiKey', () => {
     const { user, apiKey: old } = await newUser(tenantA);
     const { user: rotated, apiKey } = await asA((tx) => rotateApiKey(tx, { userId: user.id }));
     expect(rotated.id).toBe(user.id);
-    expect(apiKey).toMatch(/^sk_[A-Za-z0-9_-]{43}$/);
+    expect(apiKey).toMatch(/^sk_[0-9a-f]{32}_[A-Za-z0-9_-]{43}$/);
     expect(apiKey).not.toBe(old);
     expect(await authenticateApiKey(t.db, old)).toBeUndefined();
     expect(await authenticateApiKey(t.db, apiKey)).toEqual({ tenantId: tenantA, userId: user.id, roleId });

@@ -5,7 +5,7 @@ import { NotFoundError, TenantContextError, ValidationError } from '../../src/db
 import { withTenant } from '../../src/db/tenant.ts';
 import { createTenant } from '../../src/queries/tenants.ts';
 import { getUserBudget } from '../../src/queries/usage.ts';
-import { authenticateApiKey, createUser, findUser, getUser, hashApiKey } from '../../src/queries/users.ts';
+import { authenticateApiKey, createUser, findUser, getUser, hashApiKey, tenantOfApiKey } from '../../src/queries/users.ts';
 import { insertCatalog } from '../support/fixtures.ts';
 import { openTestDb, type TestDb } from '../support/test-db.ts';
 
@@ -29,7 +29,8 @@ describe('createUser', () => {
     // Decimal text without trailing zeros, whatever scale the budget was given with.
     expect(user).toMatchObject({ email: 'ada@example.com', firstName: 'Ada', lastName: null, status: 'active', roleId, budget: '25.5', remaining: '25.5' });
     expect(user).not.toHaveProperty('apiKeyHash');
-    expect(apiKey).toMatch(/^sk_[A-Za-z0-9_-]{43}$/);
+    expect(apiKey).toMatch(/^sk_[0-9a-f]{32}_[A-Za-z0-9_-]{43}$/);
+    expect(tenantOfApiKey(apiKey)).toBe(tenantA);
     const stored = await t.db.selectFrom('users').selectAll().where('id', '=', user.id).executeTakeFirstOrThrow();
     expect(stored.apiKeyHash).toBe(hashApiKey(apiKey));
     expect(JSON.stringify(stored)).not.toContain(apiKey);
@@ -104,6 +105,17 @@ describe('authenticateApiKey', () => {
   it('works for app_user too (the function is SECURITY DEFINER), inside any tenant context', async () => {
     const { user, apiKey } = await withTenant(t.db, tenantB, (tx) => createUser(tx, { email: 'key2@example.com', roleId }));
     expect(await withTenant(t.db, tenantA, (tx) => authenticateApiKey(tx, apiKey))).toEqual({ tenantId: tenantB, userId: user.id, roleId });
+  });
+
+  it('looks a key up in the tenant it names only: the same secret naming another tenant is unknown', async () => {
+    const { apiKey } = await withTenant(t.db, tenantA, (tx) => createUser(tx, { email: 'named@example.com', roleId }));
+    const renamed = apiKey.replace(/^sk_[0-9a-f]{32}_/, `sk_${tenantB.replaceAll('-', '')}_`);
+    expect(await authenticateApiKey(t.db, renamed)).toBeUndefined();
+    // A key that names no tenant (made before 0019, or TEST_API_KEY) is found in any tenant.
+    const legacy = `sk_${'L'.repeat(43)}`;
+    const { user } = await withTenant(t.db, tenantB, (tx) => createUser(tx, { email: 'legacy@example.com', roleId }));
+    await t.db.updateTable('users').set({ apiKeyHash: hashApiKey(legacy) }).where('id', '=', user.id).execute();
+    expect(await authenticateApiKey(t.db, legacy)).toEqual({ tenantId: tenantB, userId: user.id, roleId });
   });
 
   it('returns undefined for an unknown, malformed or disabled user’s key', async () => {

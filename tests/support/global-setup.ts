@@ -16,6 +16,7 @@ import { postgresConfig } from '../../src/db/config.ts';
 import { createDb } from '../../src/db/create-db.ts';
 import { migrate, readMigrationFiles } from '../../src/db/migrator.ts';
 import { withDatabase, type TestBackend } from './backend.ts';
+import { citusWorkers, createClusterDatabase, sealClusterTemplate } from './citus.ts';
 
 const defaultImage = 'database-test-pgvector:15';
 const backends = ['', 'pglite', 'testcontainers'];
@@ -25,9 +26,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
   if (!backends.includes(forced)) throw new Error(`TEST_BACKEND=${forced}: the values are pglite and testcontainers`);
   const url = forced === '' ? process.env.TEST_DATABASE_URL : undefined;
   if (url !== undefined && url !== '') {
-    const template = await prepareTemplate(url);
-    project.provide('testBackend', { kind: 'postgres', adminUrl: url, template, source: 'TEST_DATABASE_URL' });
-    report(`the server of TEST_DATABASE_URL (${serverName(url)})`);
+    const workers = await citusWorkers(url);
+    const template = await prepareTemplate(url, workers);
+    project.provide('testBackend', { kind: 'postgres', adminUrl: url, template, source: 'TEST_DATABASE_URL', workers });
+    const cluster = workers.length > 0 ? `, a Citus coordinator with ${workers.length} workers` : '';
+    report(`the server of TEST_DATABASE_URL (${serverName(url)}${cluster})`);
     return async () => {};
   }
   if (forced !== 'pglite') {
@@ -38,8 +41,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
       const container = await new PostgreSqlContainer(image).start();
       try {
         const adminUrl = container.getConnectionUri();
-        const template = await prepareTemplate(adminUrl);
-        project.provide('testBackend', { kind: 'postgres', adminUrl, template, source: 'testcontainers' });
+        const template = await prepareTemplate(adminUrl, []);
+        project.provide('testBackend', { kind: 'postgres', adminUrl, template, source: 'testcontainers', workers: [] });
         report(`a Testcontainers server of ${image} (${serverName(adminUrl)})`);
       } catch (error) {
         await container.stop();
@@ -100,25 +103,28 @@ async function dockerUnusable(image: string, mustExist: boolean): Promise<string
 /**
  * A database migrated to the latest schema, named after the migrations' checksums so that a
  * later run reuses it. Built under a temporary name and renamed, so a half-built template is
- * never cloned.
+ * never cloned. On a Citus coordinator (`workers` not empty) the template is a cluster: made on every
+ * node, migrated through the coordinator (0020 distributes the tables), sealed (tests/support/citus.ts).
  */
-async function prepareTemplate(adminUrl: string): Promise<string> {
+async function prepareTemplate(adminUrl: string, workers: string[]): Promise<string> {
   const digest = createHash('sha256');
   for (const file of readMigrationFiles()) digest.update(readFileSync(file.upPath)).update(readFileSync(file.downPath));
-  const name = `database_test_template_${digest.digest('hex').slice(0, 16)}`;
+  const name = `database_test_template_${digest.digest('hex').slice(0, 16)}${workers.length > 0 ? '_citus' : ''}`;
   const admin = createDb(postgresConfig({ connectionString: adminUrl, poolMax: 1 })).withoutPlugins();
   try {
     const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_database where datname = ${name}`.execute(admin);
     if (rows[0]?.n === 1) return name;
     const building = `${name}_building_${process.pid}`;
-    await sql`create database ${sql.id(building)}`.execute(admin);
+    if (workers.length > 0) await createClusterDatabase(adminUrl, workers, building);
+    else await sql`create database ${sql.id(building)}`.execute(admin);
     const db = createDb(postgresConfig({ connectionString: withDatabase(adminUrl, building), poolMax: 1 }));
     try {
       await migrate(db);
     } finally {
       await db.destroy();
     }
-    await sql`alter database ${sql.id(building)} rename to ${sql.id(name)}`.execute(admin);
+    if (workers.length > 0) await sealClusterTemplate(adminUrl, workers, building, name);
+    else await sql`alter database ${sql.id(building)} rename to ${sql.id(name)}`.execute(admin);
     return name;
   } finally {
     await admin.destroy();

@@ -7,6 +7,7 @@ import { migrate } from '../../src/db/migrator.ts';
 import type { DB } from '../../src/db/schema.generated.ts';
 import type { SecretKeyRing } from '../../src/db/secrets.ts';
 import { withDatabase } from './backend.ts';
+import { cloneClusterDatabase, dropClusterDatabase } from './citus.ts';
 
 /** A database of a test file's own, on the backend global-setup.ts chose. */
 export interface TestDb {
@@ -28,6 +29,12 @@ export function testBackend() {
 
 /** True when the tests run on a PostgreSQL server (TEST_DATABASE_URL or Testcontainers). */
 export const onServer = testBackend().kind === 'postgres';
+
+/** True when the server is a Citus coordinator: the tables are distributed (migration 0020). */
+export const onCitus = (() => {
+  const backend = testBackend();
+  return backend.kind === 'postgres' && backend.workers.length > 0;
+})();
 
 /**
  * A fresh database: migrated to the latest schema (default), or empty with `{ migrated: false }`.
@@ -55,7 +62,11 @@ export async function openTestDb(options: { migrated?: boolean; poolMax?: number
   }
   const name = `database_test_${randomBytes(6).toString('hex')}`;
   const admin = createDb(postgresConfig({ connectionString: backend.adminUrl, poolMax: 1 })).withoutPlugins();
-  await sql`create database ${sql.id(name)} template ${sql.id(migrated ? backend.template : 'template0')}`.execute(admin);
+  // On Citus a migrated database is a clone of the template cluster on every node; an empty one
+  // (migration tests) is a plain database on the coordinator, without the extension.
+  const workers = migrated ? backend.workers : [];
+  if (workers.length > 0) await cloneClusterDatabase(backend.adminUrl, workers, name, backend.template);
+  else await sql`create database ${sql.id(name)} template ${sql.id(migrated ? backend.template : 'template0')}`.execute(admin);
   const url = withDatabase(backend.adminUrl, name);
   const config = postgresConfig({ connectionString: url, poolMax: options.poolMax ?? 4, ...secretKeys });
   const handles: Kysely<DB>[] = [];
@@ -73,7 +84,8 @@ export async function openTestDb(options: { migrated?: boolean; poolMax?: number
     open,
     close: async () => {
       await Promise.all(handles.map((h) => h.destroy()));
-      await sql`drop database if exists ${sql.id(name)} with (force)`.execute(admin);
+      if (workers.length > 0) await dropClusterDatabase(backend.adminUrl, workers, name);
+      else await sql`drop database if exists ${sql.id(name)} with (force)`.execute(admin);
       await admin.destroy();
     },
   };
