@@ -98,9 +98,14 @@ wal_level = logical
 fsync = off
 EOF
     fi
-    if ! "$(bindir)/pg_isready" -q -h 127.0.0.1 -p "$p"; then
-      as_postgres "$(bindir)/pg_ctl" -D "$d" -l "$d/server.log" -w start >/dev/null
+    if [ -f "$d/postmaster.pid" ] && as_postgres "$(bindir)/pg_ctl" -D "$d" status >/dev/null 2>&1; then
+      continue # this node runs already
     fi
+    if "$(bindir)/pg_isready" -q -h 127.0.0.1 -p "$p"; then
+      log "port $p is taken by a server that is not this cluster's ($d): stop it, or set CITUS_PORT"
+      exit 1
+    fi
+    as_postgres "$(bindir)/pg_ctl" -D "$d" -l "$d/server.log" -w start >/dev/null
   done
   # (Not `create extension if not exists`: once a worker holds Citus metadata, Citus refuses
   # CREATE EXTENSION there even when it would skip.)
@@ -109,6 +114,9 @@ EOF
       psql_on "$p" -c 'create extension citus'
     fi
   done
+  # The coordinator in the metadata too (Citus's recommendation: locks taken from the workers
+  # reach it, and reference tables get a copy on it), then the workers.
+  psql_on "${ports[0]}" -c "select citus_set_coordinator_host('127.0.0.1', ${ports[0]})" >/dev/null
   for p in "${ports[@]:1}"; do
     psql_on "${ports[0]}" -c "select citus_add_node('127.0.0.1', $p) where not exists (select from pg_dist_node where nodeport = $p)" >/dev/null
   done

@@ -1,4 +1,5 @@
 -- Why: reverses 0019_shape_for_citus: agent_tools' policies look their agent up again.
+drop function app.next_instant(timestamptz);
 drop policy agent_tools_select on agent_tools;
 drop policy agent_tools_insert on agent_tools;
 drop policy agent_tools_delete on agent_tools;

@@ -59,3 +59,20 @@ comment on function app.resolve_api_key(text, uuid) is
   'API key (as sha256 hex) of a key naming its tenant -> (tenant_id, user_id, role_id) of an active user of that tenant; callable without tenant context.';
 revoke all on function app.resolve_api_key(text, uuid) from public;
 grant execute on function app.resolve_api_key(text, uuid) to app_server, app_gateway;
+
+-- Serves: appendMessage, which keeps a conversation's activity strictly increasing:
+-- greatest(app.next_instant(last_activity_at), statement_timestamp()). `timestamptz + interval` is
+-- only STABLE (an interval of days or months depends on the time zone), and Citus refuses
+-- non-IMMUTABLE functions inside GREATEST, COALESCE or CASE of a distributed UPDATE; one
+-- microsecond later is the same instant in every time zone.
+create function app.next_instant(t timestamptz) returns timestamptz
+  language sql
+  immutable
+  parallel safe
+  set search_path = pg_catalog, pg_temp
+as $$
+  select t + interval '1 microsecond'
+$$;
+comment on function app.next_instant(timestamptz) is
+  'appendMessage: the instant one microsecond after t (IMMUTABLE, unlike timestamptz + interval).';
+grant execute on function app.next_instant(timestamptz) to app_cms;

@@ -28,8 +28,11 @@
 --     an HMAC of both under a key in app.tenant_token_keys (a reference table no app role can read).
 --     app.current_tenant_id() returns the token's tenant only if the mac verifies and the gpid is
 --     the current session's: SQL inside the transaction can read its own token and set any string,
---     but cannot make a valid token for another tenant, nor use another session's token (seen in a
---     worker's pg_stat_activity) in its own session. SET LOCAL ends with the transaction.
+--     but cannot make a valid token for another tenant, nor use another session's token in its own
+--     session. The workers' backends of the service roles do not report their statements
+--     (track_activities off for those roles): pg_stat_activity there would show every SET LOCAL
+--     sent to them, the tokens of other tenants' transactions of the same coordinator session
+--     included. SET LOCAL ends with the transaction.
 --   * Citus connects to the workers as the current role: the service roles can log in (with the
 --     authentication the cluster's pg_hba.conf requires of them; README). Citus's executor locks
 --     the reference tables a write references with lock_shard_resources(), which checks that the
@@ -132,7 +135,7 @@ begin
   for t in
     select c.oid::regclass as rel, r.rolname as role, string_agg(quote_ident(a.attname), ', ') as columns
     from pg_class c
-    cross join (select rolname, oid from pg_roles where rolname in ('app_user', 'app_server', 'app_gateway', 'app_cms')) r
+    cross join (select rolname, oid from pg_roles where rolname in ('app_server', 'app_gateway', 'app_cms')) r
     join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
       and (a.atthasdef or a.attidentity <> '') and a.attgenerated = ''
     where c.relnamespace = 'public'::regnamespace and c.relkind = 'r'
@@ -159,7 +162,8 @@ begin
   end if;
   insert into app.citus_saved_definitions (kind, definition)
     select 'function', pg_get_functiondef(f)
-    from unnest(array['app.current_tenant_id()'::regprocedure, 'app.enter_tenant_context(uuid, bigint, text)'::regprocedure]) f;
+    from unnest(array['app.current_tenant_id()'::regprocedure, 'app.enter_tenant_context(uuid, bigint, text)'::regprocedure,
+                      'app.resolve_api_key(text)'::regprocedure]) f;
 
   create table app.tenant_token_keys (
     id  integer primary key default 1 check (id = 1),
@@ -180,6 +184,11 @@ begin
                    where r.rolname = role_name and s.setdatabase = 0
                      and 'citus.skip_advisory_lock_permission_checks=on' = any (s.setconfig)) then
       execute format('alter role %I set citus.skip_advisory_lock_permission_checks = on', role_name);
+    end if;
+    if not exists (select from pg_db_role_setting s join pg_roles r on r.oid = s.setrole
+                   where r.rolname = role_name and s.setdatabase = 0
+                     and 'track_activities=off' = any (s.setconfig)) then
+      execute format('alter role %I set track_activities = off', role_name);
     end if;
   end loop;
 
@@ -218,6 +227,27 @@ begin
     return parts[1]::uuid;
   end if;
   return null;
+end
+$body$
+  $def$;
+
+  -- Serves: authenticateApiKey for keys that name no tenant: a search of every shard. Citus plans
+  -- a multi-shard query with parameters in an SQL function only in PL/pgSQL ("could not create
+  -- distributed plan … use of parameters in SQL functions").
+  execute $def$
+create or replace function app.resolve_api_key(key_hash text)
+  returns table (tenant_id uuid, user_id uuid, role_id integer)
+  language plpgsql
+  stable
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $body$
+begin
+  return query
+    select u.tenant_id, u.id, u.role_id
+    from public.users u
+    where u.api_key_hash = resolve_api_key.key_hash
+      and u.status = 'active';
 end
 $body$
   $def$;

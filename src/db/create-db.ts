@@ -25,6 +25,21 @@ export interface CreateDbOptions {
    * on stderr. Without a handler, node-postgres would crash the process on such an error.
    */
   onPoolError?: (error: Error) => void;
+  /**
+   * Called with every NOTICE, WARNING or LOG message the server sends a pooled connection (RAISE
+   * NOTICE, Citus's `citus.log_remote_commands`). Default: none (node-postgres drops them).
+   * Server only; PGlite's messages are not passed on.
+   */
+  onNotice?: (notice: ServerNotice) => void;
+}
+
+/** A NOTICE/WARNING/LOG message of the server, as node-postgres passes it on. */
+export interface ServerNotice {
+  message?: string | undefined;
+  severity?: string | undefined;
+  code?: string | undefined;
+  detail?: string | undefined;
+  hint?: string | undefined;
 }
 
 const pools = new WeakMap<Kysely<any>, pg.Pool>();
@@ -134,6 +149,7 @@ function createPool(config: PostgresConfig, options: CreateDbOptions): pg.Pool {
   // unusable, the next query on it rejects, and pg-pool discards it on release.
   pool.on('connect', (client) => {
     client.on('error', onError);
+    if (options.onNotice !== undefined) client.on('notice', options.onNotice);
     guardClient(client, config.preparedStatements ? nameStatements : undefined);
   });
   return pool;

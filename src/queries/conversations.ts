@@ -219,7 +219,9 @@ export async function softDeleteConversation(db: TenantTx, params: { conversatio
   assertUuid('conversationId', conversationId);
   const row = await db
     .updateTable('conversations')
-    .set((eb) => ({ deleted: true, deletedAt: eb.fn.coalesce('conversations.deletedAt', sql<Date>`now()`) }))
+    // least() skips NULL: the first deletion's time stays. (Not coalesce(): Citus refuses a
+    // non-IMMUTABLE function inside COALESCE or CASE in a distributed UPDATE.)
+    .set((eb) => ({ deleted: true, deletedAt: sql<Date>`least(${eb.ref('conversations.deletedAt')}, now())` }))
     .where('conversations.tenantId', '=', tenantId)
     .where('conversations.id', '=', conversationId)
     .returning(COLUMNS)

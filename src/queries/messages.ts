@@ -3,8 +3,10 @@
  * conversations.ts: inside withTenant only, explicit tenant filter, and another tenant's ids behave
  * like ids that do not exist.
  *
- * Order: a message's created_at is taken with clock_timestamp() (the time of the append, not of the
- * transaction's start, which now() would give to every message of one transaction) and is always
+ * Order: a message's created_at is the statement's time, statement_timestamp() (the time of the
+ * append, not of the transaction's start, which now() would give to every message of one
+ * transaction; not clock_timestamp(), a VOLATILE function that Citus refuses in a distributed
+ * UPDATE, where a STABLE one is evaluated once on the coordinator) and is always
  * later than the conversation's previous activity: within a conversation, created_at strictly
  * increases in append order, so keyset pagination on (created_at, id) follows insertion.
  *
@@ -119,7 +121,7 @@ export async function appendMessage(
         .updateTable('conversations')
         // Strictly after the previous activity, even if the clock stood still or went back.
         .set((eb) => ({
-          lastActivityAt: sql<Date>`greatest(${eb.ref('conversations.lastActivityAt')} + interval '1 microsecond', clock_timestamp())`,
+          lastActivityAt: sql<Date>`greatest(app.next_instant(${eb.ref('conversations.lastActivityAt')}), statement_timestamp())`,
         }))
         .where('conversations.tenantId', '=', tenantId)
         .where('conversations.id', '=', conversationId)

@@ -41,12 +41,17 @@ export async function ensureTestAdmin(tx: Kysely<any>, apiKey: string): Promise<
   if (roleId === undefined) {
     throw new SeedError([], `TEST_API_KEY is set, but there is no role named ${TEST_ADMIN_ROLE} for the test admin (roles.csv); nothing was written`);
   }
-  const { rows } = await sql<{ inserted: boolean }>`
+  // What is there decides the outcome (not `returning (xmax = 0)`: Citus cannot return a system
+  // column of a distributed table); the upsert stays safe against a concurrent first run.
+  const hash = hashApiKey(apiKey);
+  const before = await sql<{ hash: string | null }>`
+    select api_key_hash as hash from users where tenant_id = ${tenantId}::uuid and email = ${TEST_ADMIN_EMAIL}`.execute(conn);
+  const existing = before.rows[0];
+  if (existing !== undefined && existing.hash === hash) return 'unchanged';
+  await sql`
     insert into users as cur (tenant_id, email, first_name, last_name, role_id, api_key_hash)
-    values (${tenantId}::uuid, ${TEST_ADMIN_EMAIL}, 'Test', 'Admin', ${roleId}::integer, ${hashApiKey(apiKey)})
+    values (${tenantId}::uuid, ${TEST_ADMIN_EMAIL}, 'Test', 'Admin', ${roleId}::integer, ${hash})
     on conflict (tenant_id, email) do update set api_key_hash = excluded.api_key_hash
-    where cur.api_key_hash is distinct from excluded.api_key_hash
-    returning (xmax = 0) as inserted`.execute(conn);
-  const row = rows[0];
-  return row === undefined ? 'unchanged' : row.inserted ? 'created' : 'updated';
+    where cur.api_key_hash is distinct from excluded.api_key_hash`.execute(conn);
+  return existing === undefined ? 'created' : 'updated';
 }

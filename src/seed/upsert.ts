@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { sqlState } from '../db/errors.ts';
 import type { ColumnInfo } from './columns.ts';
@@ -258,6 +259,20 @@ function storedHashes(loaded: LoadedFile, shape: Shape): RawBuilder<(string | nu
 }
 
 /**
+ * The data columns of a written row as text, for RETURNING: hashed here (the same sha256 of UTF-8
+ * that hashOf computes in SQL), not in the statement, because Citus refuses non-IMMUTABLE
+ * functions (convert_to) in the RETURNING clause of a write to a distributed or reference table.
+ */
+function storedTexts(loaded: LoadedFile, shape: Shape): RawBuilder<(string | null)[]> {
+  return textArray(shape.data.map((p) => sql`cur.${sql.id(loaded.columns[p]!.name)}::text`));
+}
+
+/** What a write returned, with its texts hashed as the ledger stores them. */
+function hashed(returned: { key: string[]; texts: (string | null)[] }): Written {
+  return { key: returned.key, hashes: returned.texts.map((text) => (text === null ? null : createHash('sha256').update(text, 'utf8').digest('hex'))) };
+}
+
+/**
  * Locks the file's rows that exist, then reads, per row: its key as stored, whether it exists, the
  * hashes of its stored values and of its line's values (cast to the column's full type, as a
  * write would store them), and its ledger entry. In load order.
@@ -293,28 +308,34 @@ interface Written {
   hashes: (string | null)[];
 }
 
+/** What the insert and update statements return: the key and the data columns as text. */
+interface Returned {
+  key: string[];
+  texts: (string | null)[];
+}
+
 /** The insert of new rows; a row someone else inserted meanwhile is left alone (`do nothing`) and not returned. */
-function insertStatement(loaded: LoadedFile, shape: Shape, rows: SeedRow[]): RawBuilder<Written> {
+function insertStatement(loaded: LoadedFile, shape: Shape, rows: SeedRow[]): RawBuilder<Returned> {
   const names = sql.join(loaded.columns.map((c) => sql.id(c.name)));
   const values = sql.join(
     rows.map((row) => sql`(${sql.join(row.values.map((v, i) => (v === null ? sql`null` : sql`${v}::text::${sql.raw(loaded.columns[i]!.castType)}`)))})`),
   );
   const overriding = loaded.columns.some((c) => c.identity === 'a') ? sql`overriding system value` : sql``;
-  return sql<Written>`
+  return sql<Returned>`
     insert into ${sql.table(loaded.table.name)} as cur (${names}) ${overriding}
     values ${values}
     on conflict (${sql.join(loaded.table.primaryKey.map((c) => sql.id(c)))}) do nothing
-    returning ${storedKey(loaded, shape)} as key, ${storedHashes(loaded, shape)} as hashes`;
+    returning ${storedKey(loaded, shape)} as key, ${storedTexts(loaded, shape)} as texts`;
 }
 
 /** The update of existing rows, by primary key, of the columns `written` (positions). */
-function updateStatement(loaded: LoadedFile, shape: Shape, written: number[], rows: SeedRow[]): RawBuilder<Written> {
+function updateStatement(loaded: LoadedFile, shape: Shape, written: number[], rows: SeedRow[]): RawBuilder<Returned> {
   const set = sql.join(written.map((p) => sql`${sql.id(loaded.columns[p]!.name)} = ${typed(loaded.columns[p]!, p)}`));
-  return sql<Written>`
+  return sql<Returned>`
     update ${sql.table(loaded.table.name)} as cur set ${set}
     from ${valuesOf(loaded, rows, 0)}
     where ${keyMatch(loaded, shape)}
-    returning ${storedKey(loaded, shape)} as key, ${storedHashes(loaded, shape)} as hashes`;
+    returning ${storedKey(loaded, shape)} as key, ${storedTexts(loaded, shape)} as texts`;
 }
 
 /**
@@ -327,15 +348,15 @@ async function inBatches(
   loaded: LoadedFile,
   rows: SeedRow[],
   keyOf: (row: SeedRow) => string[],
-  statement: (rows: SeedRow[]) => RawBuilder<Written>,
+  statement: (rows: SeedRow[]) => RawBuilder<Returned>,
   done: (row: SeedRow, result: Written | undefined) => void,
   problems: SeedProblem[],
 ): Promise<void> {
   if (rows.length === 0) return;
   const size = batchSize(loaded);
   // Returned rows are matched to their lines by key, both as the database prints them (::text).
-  const settle = (batch: SeedRow[], returned: Written[]) => {
-    const byKey = new Map(returned.map((r) => [JSON.stringify(r.key), r]));
+  const settle = (batch: SeedRow[], returned: Returned[]) => {
+    const byKey = new Map(returned.map((r) => [JSON.stringify(r.key), hashed(r)]));
     for (const row of batch) done(row, byKey.get(JSON.stringify(keyOf(row))));
   };
   for (let start = 0; start < rows.length; start += size) {

@@ -78,7 +78,7 @@ describe('the tenant wall', () => {
     expect(found.map((r) => r.id)).toEqual([null, null, null, null, null]);
     // As app_server without a signed tenant (a plain transaction): app.current_tenant_id() is NULL.
     const outside = await t.db.transaction().execute(async (tx) => {
-      await sql`set local role app_server`.execute(tx);
+      await sql`select set_config('role', 'app_server', true)`.execute(tx); // not SET LOCAL ROLE: Citus would send it to the workers, where it would also bind the SECURITY DEFINER functions' connections
       return (await sql<{ id: string | null }>`select app.top_up_user_budget(${bUserId}::uuid, 1000) as id`.execute(tx)).rows[0]!.id;
     });
     expect(outside).toBeNull();

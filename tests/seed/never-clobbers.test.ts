@@ -180,7 +180,7 @@ describe('the ledger', () => {
   it('is the owner\'s alone: app_user can neither read nor write it', async () => {
     const asAppUser = (query: ReturnType<typeof sql>) =>
       t.db.transaction().execute(async (tx) => {
-        await sql`set local role app_user`.execute(tx);
+        await sql`select set_config('role', 'app_user', true)`.execute(tx); // not SET LOCAL ROLE: Citus would send it to the workers, where it would also bind the SECURITY DEFINER functions' connections
         return query.execute(tx);
       });
     for (const query of [

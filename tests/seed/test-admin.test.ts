@@ -20,7 +20,7 @@ afterAll(() => t?.close());
 /** What app.resolve_api_key finds for a key, called as the application role without any tenant context. */
 async function resolve(key: string) {
   return t.db.transaction().execute(async (tx) => {
-    await sql`set local role app_user`.execute(tx);
+    await sql`select set_config('role', 'app_user', true)`.execute(tx); // not SET LOCAL ROLE: Citus would send it to the workers, where it would also bind the SECURITY DEFINER functions' connections
     const { rows } = await sql<{ tenantId: string; userId: string }>`select * from app.resolve_api_key(${sha256(key)})`.execute(tx);
     return rows;
   });

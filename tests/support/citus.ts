@@ -39,13 +39,17 @@ export async function citusWorkers(url: string): Promise<string[]> {
   });
 }
 
-/** Creates database `name` on the coordinator and every worker, and makes it a Citus cluster of its own. */
+/** Creates database `name` on the coordinator and every worker, and makes it a Citus cluster of its own (the coordinator in its metadata). */
 export async function createClusterDatabase(adminUrl: string, workers: string[], name: string): Promise<void> {
   for (const url of [...workers, adminUrl]) {
     await onNode(url, (db) => sql`create database ${sql.id(name)}`.execute(db));
     await onNode(withDatabase(url, name), (db) => sql`create extension citus`.execute(db));
   }
   await onNode(withDatabase(adminUrl, name), async (db) => {
+    // The coordinator in the metadata too, as Citus recommends: locks taken from the workers reach
+    // it, and the reference tables get a copy on it (read locally).
+    const { hostname, port } = new URL(adminUrl);
+    await sql`select citus_set_coordinator_host(${hostname}, ${Number(port || 5432)})`.execute(db);
     for (const url of workers) {
       const { hostname, port } = new URL(url);
       await sql`select citus_add_node(${hostname}, ${Number(port)})`.execute(db);
