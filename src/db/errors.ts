@@ -264,3 +264,16 @@ export class TenantTransferError extends Error {
     this.line = details.line;
   }
 }
+
+/**
+ * The agent was retired by deleteAgent: conversations made with it keep working, but it cannot
+ * start a new conversation, be shared again or be changed (README, "Agents").
+ */
+export class AgentRetiredError extends Error {
+  override readonly name = 'AgentRetiredError';
+  readonly agentId: string;
+  constructor(agentId: string) {
+    super(`agent ${agentId} is retired: it keeps its conversations but takes no new ones, shares or changes`);
+    this.agentId = agentId;
+  }
+}
