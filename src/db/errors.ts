@@ -277,3 +277,18 @@ export class AgentRetiredError extends Error {
     this.agentId = agentId;
   }
 }
+
+/**
+ * A global row (an agent, prompt or tool from the seed, `tenantId` null) that a tenant tried to
+ * change: every tenant reads it, none writes it (row-level security refuses the same).
+ */
+export class ReadOnlyError extends Error {
+  override readonly name = 'ReadOnlyError';
+  readonly entity: string;
+  readonly id: string;
+  constructor(entity: string, id: string | number) {
+    super(`${entity} ${String(id)} is global (from the seed): tenants may read it but not change it`);
+    this.entity = entity;
+    this.id = String(id);
+  }
+}
