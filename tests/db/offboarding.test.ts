@@ -17,6 +17,8 @@ import { DEFAULT_MIGRATIONS_DIR } from '../../src/db/migrator.ts';
 import { withTenant } from '../../src/db/tenant.ts';
 import { toVectorSql } from '../../src/db/vector.ts';
 import { getUserToolCredential, setUserToolCredential } from '../../src/queries/user-tools.ts';
+import { createPromptVersion } from '../../src/queries/prompts.ts';
+import { createTool } from '../../src/queries/tools.ts';
 import { insertCatalog, publicTables } from '../support/fixtures.ts';
 import { createLoginRole } from '../support/login-role.ts';
 import { testRing } from '../support/secret-keys.ts';
@@ -268,6 +270,15 @@ describe('importTenant refuses, writing nothing', () => {
       }
       await importTenant(empty.db, { dir });
       expect(await tenantCounts(empty.db, tenant)).toEqual(Object.fromEntries(manifest.tables.map((e) => [e.table, e.rows])));
+      // The tenant's own tools and prompts kept their integer ids; the next ones generated do not collide.
+      const made = await withTenant(empty.db, tenant, async (tx) => ({
+        tool: await createTool(tx, { name: 'after-import' }),
+        prompt: await createPromptVersion(tx, { name: 'after-import', content: 'x' }),
+      }));
+      const maxIds = await sql<{ tool: number; prompt: number }>`
+        select (select max(id) from tools where name <> 'after-import') as tool, (select max(id) from prompts where name <> 'after-import') as prompt`.execute(empty.db);
+      expect(made.tool.id).toBeGreaterThan(maxIds.rows[0]!.tool);
+      expect(made.prompt.id).toBeGreaterThan(maxIds.rows[0]!.prompt);
     } finally {
       await empty.close();
     }
