@@ -380,7 +380,10 @@ export async function shareAgent(
  * of the tools. The agent must be one the user may use (global, tenant-wide, the user's own or
  * shared with the user: see listAgentsForUser); any other agent, another user's private one
  * included, → NotFoundError('agent', id), exactly as an id that does not exist. A user that is
- * not the tenant's → NotFoundError('user', id) (a second statement, only then).
+ * not the tenant's → NotFoundError('user', id) (a second statement, only then). A retired agent
+ * (deleteAgent) is still resolved, for the conversations made with it (`agent.retiredAt` says so).
+ * `prompt` is the version the agent runs: `promptId` itself (pinned, the default), or the latest
+ * version of that prompt's name and owner when `promptFollowsLatest`.
  *
  * @example
  * const { agent, prompt, model, provider, tools } = await withTenant(db, tenantId, (tx) => resolveAgent(tx, { agentId, userId }));
