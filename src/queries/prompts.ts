@@ -102,7 +102,7 @@ export async function getPrompt(db: TenantTx, params: { promptId: number } | { n
   const row = await db
     .selectFrom('prompts')
     .select(PROMPT_COLUMNS)
-    .where('scope', '=', scopeOfName(tenantId, name))
+    .where('scope', '=', await scopeOfName(db, tenantId, name))
     .where('name', '=', name)
     .$if(version !== undefined, (qb) => qb.where('version', '=', version!))
     .orderBy('version', 'desc')
@@ -137,7 +137,7 @@ export async function listPromptVersions(
     .selectFrom('prompts')
     .select(['id', 'tenantId', 'name', 'version', 'createdAt', 'updatedAt'])
     .select(sql<number>`octet_length(content)`.as('contentBytes'))
-    .where('scope', '=', scopeOfName(tenantId, params.name))
+    .where('scope', '=', await scopeOfName(db, tenantId, params.name))
     .where('name', '=', params.name)
     .$if(before !== undefined, (qb) => qb.where('version', '<', before!))
     .orderBy('version', 'desc')
@@ -148,10 +148,11 @@ export async function listPromptVersions(
 
 /**
  * The scope a lookup of prompt `name` reads: the tenant's when it has a version of that name,
- * else the global scope (the nil UUID). One index probe on prompts (scope, name, version).
+ * else the global scope (the nil UUID). One index probe on prompts (scope, name, version), a
+ * statement of its own: given as a value, the scope is part of the next statement's index
+ * condition, which then reads the versions in order (as a subquery it was only a filter).
  */
-function scopeOfName(tenantId: string, name: string) {
-  return sql<string>`coalesce(
-    (select p.scope from prompts p where p.scope = ${tenantId}::uuid and p.name = ${name} limit 1),
-    ${NIL_UUID}::uuid)`;
+async function scopeOfName(db: TenantTx, tenantId: string, name: string): Promise<string> {
+  const own = await db.selectFrom('prompts').select('scope').where('scope', '=', tenantId).where('name', '=', name).limit(1).executeTakeFirst();
+  return own === undefined ? NIL_UUID : tenantId;
 }
