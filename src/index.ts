@@ -106,6 +106,22 @@ export {
   type AgentProvider,
   type AgentTool,
 } from './queries/agents.ts';
+// The cms's catalog writes (issue 15, part A): agents changed, retired, their tools and shares; prompt versions; tools.
+export { updateAgent, deleteAgent, setAgentTools, type AgentChanges } from './queries/agent-edits.ts';
+export { unshareAgent, listAgentShares } from './queries/agent-shares.ts';
+export { MAX_TOOLS } from './queries/agents.ts';
+export {
+  createPromptVersion,
+  getPrompt,
+  listPromptVersions,
+  MAX_PROMPT_CONTENT_BYTES,
+  MAX_PROMPT_NAME_LENGTH,
+  type Prompt,
+  type PromptVersion,
+} from './queries/prompts.ts';
+export { createTool, updateTool, getTool, listTools, type Tool, type ToolFields } from './queries/tools.ts';
+export { AgentRetiredError, ReadOnlyError } from './db/errors.ts';
+// End of the cms's catalog writes.
 export {
   createConversation,
   getConversation,

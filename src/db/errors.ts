@@ -264,3 +264,31 @@ export class TenantTransferError extends Error {
     this.line = details.line;
   }
 }
+
+/**
+ * The agent was retired by deleteAgent: conversations made with it keep working, but it cannot
+ * start a new conversation, be shared again or be changed (README, "Agents").
+ */
+export class AgentRetiredError extends Error {
+  override readonly name = 'AgentRetiredError';
+  readonly agentId: string;
+  constructor(agentId: string) {
+    super(`agent ${agentId} is retired: it keeps its conversations but takes no new ones, shares or changes`);
+    this.agentId = agentId;
+  }
+}
+
+/**
+ * A global row (an agent, prompt or tool from the seed, `tenantId` null) that a tenant tried to
+ * change: every tenant reads it, none writes it (row-level security refuses the same).
+ */
+export class ReadOnlyError extends Error {
+  override readonly name = 'ReadOnlyError';
+  readonly entity: string;
+  readonly id: string;
+  constructor(entity: string, id: string | number) {
+    super(`${entity} ${String(id)} is global (from the seed): tenants may read it but not change it`);
+    this.entity = entity;
+    this.id = String(id);
+  }
+}

@@ -94,8 +94,31 @@ export async function importTenant(db: Kysely<any>, options: ImportTenantOptions
         { tenantId, cause: error },
       );
     }
+    await moveSequencesPastIds(tx, tables);
     return { tenantId, slug: manifest.tenant.slug, tables: loaded };
   });
+}
+
+/**
+ * The identity (and serial) sequences of the loaded tables (the tenant's own prompts and tools
+ * have integer ids, kept by the import): moved to the largest id in the table when they are
+ * behind it, so the next generated id does not collide with an imported one; never moved back.
+ */
+async function moveSequencesPastIds(tx: Kysely<any>, tables: OwnedTable[]): Promise<void> {
+  const { rows } = await sql<{ table: string; column: string; sequence: string }>`
+    select c.relname::text as table, a.attname::text as column,
+           pg_get_serial_sequence(format('public.%I', c.relname), a.attname) as sequence
+    from pg_class c
+    join pg_namespace n on n.oid = c.relnamespace and n.nspname = 'public'
+    join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+    where c.relname = any(${tables.map((t) => t.name)}::text[])
+      and pg_get_serial_sequence(format('public.%I', c.relname), a.attname) is not null`.execute(tx);
+  for (const { table, column, sequence } of rows) {
+    await sql`
+      select setval(${sequence}::regclass, m)
+      from (select max(${sql.id(column)}) as m from ${sql.table(table)}) as t
+      where m > coalesce(pg_sequence_last_value(${sequence}::regclass), 0)`.execute(tx);
+  }
 }
 
 /** manifest.json of `dir`, checked for shape; TenantTransferError naming the file otherwise. */

@@ -1,9 +1,10 @@
 /**
  * The tables that hold a tenant's rows, read from the migrated database's catalog so that a table
  * added by a later migration is exported, imported and deleted the day it exists: every table of
- * public with a `tenant_id` column (the tenant-scoped tables, and agents, whose global rows have
- * none), `tenants` itself, and `agent_tools`, whose rows belong to the tenant's agents. Not the
- * catalog (roles, models, tools, …: shared by every tenant) nor the migrator's ledger. In
+ * public with a `tenant_id` column (the tenant-scoped tables, and the shared-or-owned agents,
+ * prompts and tools, whose global rows have none), `tenants` itself, and `agent_tools`, whose rows
+ * belong to the tenant's agents. Not the catalog (roles, models, providers, …: shared by every
+ * tenant) nor the migrator's ledger. In
  * foreign-key order, parents first; shared by exportTenant, importTenant and deleteTenant.
  */
 import { sql, type Kysely, type RawBuilder } from 'kysely';

@@ -34,7 +34,15 @@ export interface Agents {
   modelId: number;
   modelParameters: Generated<Json>;
   name: string;
+  /**
+   * false (default): the agent runs prompt_id, a pinned version; true: the latest version of that prompt's name and scope.
+   */
+  promptFollowsLatest: Generated<boolean>;
   promptId: number | null;
+  /**
+   * When deleteAgent retired the agent: existing conversations keep it; new conversations and shares refuse it.
+   */
+  retiredAt: Timestamp | null;
   /**
    * tenant_id, or the nil UUID for a global agent: what tenant rows reference with (agent_scope, agent_id).
    */
@@ -145,6 +153,14 @@ export interface Prompts {
   createdAt: Generated<Timestamp>;
   id: Generated<number>;
   name: string;
+  /**
+   * tenant_id, or the nil UUID for a global prompt: versions are numbered per (scope, name).
+   */
+  scope: Generated<string>;
+  /**
+   * NULL: a global prompt (seed), read-only for tenants; else the tenant that owns it.
+   */
+  tenantId: string | null;
   updatedAt: Generated<Timestamp>;
   version: Generated<number>;
 }
@@ -208,6 +224,14 @@ export interface Tools {
   endpoint: string | null;
   id: Generated<number>;
   name: string;
+  /**
+   * tenant_id, or the nil UUID for a global tool: names are unique per scope.
+   */
+  scope: Generated<string>;
+  /**
+   * NULL: a global tool (seed), read-only for tenants; else the tenant that owns it.
+   */
+  tenantId: string | null;
   transportType: string | null;
   type: string | null;
   updatedAt: Generated<Timestamp>;

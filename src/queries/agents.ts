@@ -1,7 +1,7 @@
 import { sql, type Expression, type ExpressionBuilder, type Selectable, type SelectQueryBuilder, type SqlBool } from 'kysely';
 import type { Executor } from '../db/create-db.ts';
 import type { TenantTx } from '../db/tenant-tx.ts';
-import { NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors.ts';
+import { AgentRetiredError, NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors.ts';
 import type { Agents, DB, Models, Prompts, Providers, Tools, UserAgents } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { decimalText } from './decimal.ts';
@@ -10,10 +10,15 @@ import { assertInt, assertOptionalText, assertText, assertUuid, jsonObject, page
 import { assertRole } from '../db/service-roles.ts';
 import { MAX_METADATA_BYTES } from './limits.ts';
 
-/** An agent: global (`tenantId` null, from the seed) or the current tenant's (`userId` null: tenant-wide). */
+/**
+ * An agent: global (`tenantId` null, from the seed) or the current tenant's (`userId` null:
+ * tenant-wide). `promptFollowsLatest` false (the default): the agent runs exactly `promptId`;
+ * true: the latest version of that prompt's name. `retiredAt` is set once deleteAgent retired it.
+ */
 export type Agent = Pick<
   Selectable<Agents>,
-  'id' | 'tenantId' | 'userId' | 'modelId' | 'promptId' | 'name' | 'description' | 'modelParameters' | 'createdAt' | 'updatedAt'
+  | 'id' | 'tenantId' | 'userId' | 'modelId' | 'promptId' | 'promptFollowsLatest' | 'name' | 'description' | 'modelParameters'
+  | 'retiredAt' | 'createdAt' | 'updatedAt'
 >;
 
 /** An agent shared with a user, and the user's role on it. */
@@ -52,16 +57,18 @@ export interface ResolvedAgent {
   tools: AgentTool[];
 }
 
-const AGENT_COLUMNS = [
-  'id', 'tenantId', 'userId', 'modelId', 'promptId', 'name', 'description', 'modelParameters', 'createdAt', 'updatedAt',
+export const AGENT_COLUMNS = [
+  'id', 'tenantId', 'userId', 'modelId', 'promptId', 'promptFollowsLatest', 'name', 'description', 'modelParameters',
+  'retiredAt', 'createdAt', 'updatedAt',
 ] as const;
-const AGENT_COLUMNS_OF_A = [
-  'a.id', 'a.tenantId', 'a.userId', 'a.modelId', 'a.promptId', 'a.name', 'a.description', 'a.modelParameters',
-  'a.createdAt', 'a.updatedAt',
+export const AGENT_COLUMNS_OF_A = [
+  'a.id', 'a.tenantId', 'a.userId', 'a.modelId', 'a.promptId', 'a.promptFollowsLatest', 'a.name', 'a.description',
+  'a.modelParameters', 'a.retiredAt', 'a.createdAt', 'a.updatedAt',
 ] as const;
 const USER_AGENT_COLUMNS = ['id', 'userId', 'agentId', 'role', 'createdAt', 'updatedAt'] as const;
 const AGENT_ROLES: readonly string[] = ['owner', 'editor', 'viewer'] satisfies AgentRole[];
-const MAX_TOOLS = 100;
+/** The most tools an agent holds (createAgent, setAgentTools). */
+export const MAX_TOOLS = 100;
 
 /**
  * Creates an agent of the current tenant (tenant-wide, or a user's with `userId`) and attaches
@@ -84,6 +91,7 @@ export async function createAgent(
     name: string;
     modelId: number;
     promptId?: number | null;
+    promptFollowsLatest?: boolean;
     userId?: string | null;
     description?: string | null;
     modelParameters?: Record<string, unknown>;
@@ -96,6 +104,8 @@ export async function createAgent(
   assertInt('modelId', params.modelId, 1);
   const promptId = params.promptId ?? null;
   if (promptId !== null) assertInt('promptId', promptId, 1);
+  const promptFollowsLatest = params.promptFollowsLatest ?? false;
+  if (typeof promptFollowsLatest !== 'boolean') throw new ValidationError('promptFollowsLatest', 'must be a boolean');
   const userId = params.userId ?? null;
   if (userId !== null) assertUuid('userId', userId);
   const description = params.description ?? null;
@@ -110,7 +120,7 @@ export async function createAgent(
   try {
     agent = await db
       .insertInto('agents')
-      .columns(['tenantId', 'userId', 'modelId', 'promptId', 'name', 'description', 'modelParameters'])
+      .columns(['tenantId', 'userId', 'modelId', 'promptId', 'promptFollowsLatest', 'name', 'description', 'modelParameters'])
       .expression(
         db
           .selectNoFrom((eb) => [
@@ -118,12 +128,15 @@ export async function createAgent(
             eb.val(userId).as('userId'),
             eb.val(params.modelId).as('modelId'),
             eb.val(promptId).as('promptId'),
+            eb.val(promptFollowsLatest).as('promptFollowsLatest'),
             eb.val(params.name).as('name'),
             eb.val(description).as('description'),
             eb.val(modelParameters).as('modelParameters'),
           ])
           // Insert nothing when a tool is unknown: then there is nothing to roll back.
-          .where(({ exists, not }) => not(exists(missingTools(toolIds)))),
+          .where(({ exists, not }) => not(exists(missingTools(tenantId, toolIds))))
+          // Nor when the prompt is another tenant's (its foreign key alone would accept it).
+          .$if(promptId !== null, (qb) => qb.where(({ exists }) => exists(visiblePrompt(tenantId, promptId!)))),
       )
       .returning(AGENT_COLUMNS)
       .executeTakeFirst();
@@ -134,7 +147,10 @@ export async function createAgent(
     if (constraint === 'agents_tenant_id_user_id_fkey' && userId !== null) throw new NotFoundError('user', userId);
     throw error;
   }
-  if (agent === undefined) throw new NotFoundError('tool', await firstMissingTool(db, toolIds));
+  if (agent === undefined) {
+    if (promptId !== null && !(await promptVisible(db, tenantId, promptId))) throw new NotFoundError('prompt', promptId);
+    throw new NotFoundError('tool', await firstMissingTool(db, tenantId, toolIds));
+  }
 
   if (toolIds.length > 0) {
     const agentId = agent.id;
@@ -167,7 +183,7 @@ export async function getAgent(db: TenantTx, params: { agentId: string }): Promi
 /**
  * One page of the agents a user may use, newest first, each once: the global agents, the
  * tenant's tenant-wide agents (`userId` null), the user's own, and those shared with the user
- * (user_agents). Keyset on (created_at desc, id desc), `limit` rows (default 50, at most 200);
+ * (user_agents); never a retired agent (deleteAgent). Keyset on (created_at desc, id desc), `limit` rows (default 50, at most 200);
  * pass `nextCursor` back as `cursor` for the next page (null: no more). One statement. A user that
  * is not the tenant's → NotFoundError('user', id).
  *
@@ -202,6 +218,8 @@ export async function listAgentsForUser(
   // in order and stopped (see below for why each branch is cut on its own).
   const page = <O>(qb: SelectQueryBuilder<DB & { a: Agents }, 'a', O>) =>
     qb
+      // Retired agents take no new conversations: not offered (getAgent still reads them).
+      .where('a.retiredAt', 'is', null)
       .$if(after !== undefined, (qb) =>
         qb.where(keysetPast(sql.ref('a.createdAt'), sql.ref('a.id'), after!)),
       )
@@ -271,7 +289,10 @@ export async function listAgentsForUser(
           .as('v'),
       (join) => join.onTrue(),
     )
-    .select(['v.id', 'v.tenantId', 'v.userId', 'v.modelId', 'v.promptId', 'v.name', 'v.description', 'v.modelParameters', 'v.createdAt', 'v.updatedAt'])
+    .select([
+      'v.id', 'v.tenantId', 'v.userId', 'v.modelId', 'v.promptId', 'v.promptFollowsLatest', 'v.name', 'v.description',
+      'v.modelParameters', 'v.retiredAt', 'v.createdAt', 'v.updatedAt',
+    ])
     .select((eb) => cursorTimestamp(eb.ref('v.createdAt')).as('cursorAt'))
     .where('u.tenantId', '=', tenantId)
     .where('u.id', '=', userId)
@@ -287,7 +308,8 @@ export async function listAgentsForUser(
 /**
  * Shares an agent (global or the tenant's) with a user of the tenant as `role`. Idempotent on
  * (user, agent): sharing again returns the same row, with the new role if it changed.
- * Unknown or another tenant's agent → NotFoundError('agent', id); user → NotFoundError('user', id).
+ * Unknown or another tenant's agent → NotFoundError('agent', id); user → NotFoundError('user', id);
+ * a retired agent (deleteAgent) → AgentRetiredError.
  *
  * Roles: app_cms (README, "Production roles").
  */
@@ -315,6 +337,7 @@ export async function shareAgent(
           .selectFrom('agents as a')
           .select([eb.val(tenantId).as('tenantId'), eb.val(userId).as('userId'), 'a.id', 'a.scope', eb.val(role).as('role')])
           .where('a.id', '=', agentId)
+          .where('a.retiredAt', 'is', null)
           .where((eb) => visibleAgent(eb, tenantId, 'tenant')),
       )
       .onConflict((oc) =>
@@ -331,18 +354,24 @@ export async function shareAgent(
     throw error;
   }
   if (shared !== undefined) return shared;
-  // Nothing written: the agent is not visible, or it is shared with the user in this role already.
-  const existing = await db
-    .selectFrom('userAgents as ua')
-    .innerJoin('agents as a', 'a.id', 'ua.agentId')
-    .select(['ua.id', 'ua.userId', 'ua.agentId', 'ua.role', 'ua.createdAt', 'ua.updatedAt'])
-    .where('ua.tenantId', '=', tenantId)
-    .where('ua.userId', '=', userId)
-    .where('ua.agentId', '=', agentId)
+  // Nothing written: the agent is not visible or retired, or it is shared with the user in this role already.
+  const agent = await db
+    .selectFrom('agents as a')
+    .leftJoin('userAgents as ua', (join) =>
+      join.onRef('ua.agentId', '=', 'a.id').on('ua.tenantId', '=', tenantId).on('ua.userId', '=', userId),
+    )
+    .select(['a.retiredAt', 'ua.id', 'ua.agentId', 'ua.role', 'ua.createdAt', 'ua.updatedAt'])
+    .where('a.id', '=', agentId)
     .where((eb) => visibleAgent(eb, tenantId, 'tenant'))
     .executeTakeFirst();
-  if (existing === undefined) throw new NotFoundError('agent', agentId);
-  return existing;
+  if (agent === undefined) throw new NotFoundError('agent', agentId);
+  if (agent.retiredAt !== null) throw new AgentRetiredError(agentId);
+  const { id, agentId: sharedAgentId, role: sharedRole, createdAt, updatedAt } = agent;
+  if (id === null || sharedAgentId === null || sharedRole === null || createdAt === null || updatedAt === null) {
+    // Not reachable: a visible, active agent that inserted nothing has this share already.
+    throw new NotFoundError('agent', agentId);
+  }
+  return { id, userId, agentId: sharedAgentId, role: sharedRole, createdAt, updatedAt };
 }
 
 /**
@@ -351,7 +380,10 @@ export async function shareAgent(
  * of the tools. The agent must be one the user may use (global, tenant-wide, the user's own or
  * shared with the user: see listAgentsForUser); any other agent, another user's private one
  * included, → NotFoundError('agent', id), exactly as an id that does not exist. A user that is
- * not the tenant's → NotFoundError('user', id) (a second statement, only then).
+ * not the tenant's → NotFoundError('user', id) (a second statement, only then). A retired agent
+ * (deleteAgent) is still resolved, for the conversations made with it (`agent.retiredAt` says so).
+ * `prompt` is the version the agent runs: `promptId` itself (pinned, the default), or the latest
+ * version of that prompt's name and owner when `promptFollowsLatest`.
  *
  * @example
  * const { agent, prompt, model, provider, tools } = await withTenant(db, tenantId, (tx) => resolveAgent(tx, { agentId, userId }));
@@ -368,21 +400,41 @@ export async function resolveAgent(db: TenantTx, params: { agentId: string; user
     .selectFrom('agents as a')
     .innerJoin('models as m', 'm.id', 'a.modelId')
     .innerJoin('providers as p', 'p.id', 'm.providerId')
-    .leftJoin('prompts as pr', 'pr.id', 'a.promptId')
+    // The agent's prompt row (the pinned version), global or the tenant's...
+    .leftJoin('prompts as pin', (join) =>
+      join
+        .onRef('pin.id', '=', 'a.promptId')
+        .on((eb) => eb.or([eb('pin.tenantId', 'is', null), eb('pin.tenantId', '=', tenantId)])),
+    )
+    // ...and the version it runs: that one, or the latest of its name and scope when the agent
+    // follows the latest (one backward step on prompts (scope, name, version)).
+    .leftJoinLateral(
+      (eb) =>
+        eb
+          .selectFrom('prompts as p2')
+          .select(['p2.id', 'p2.name', 'p2.version', 'p2.content'])
+          .whereRef('p2.scope', '=', 'pin.scope')
+          .whereRef('p2.name', '=', 'pin.name')
+          .where((eb) => eb.or([eb('a.promptFollowsLatest', '=', true), eb('p2.id', '=', eb.ref('pin.id'))]))
+          .orderBy('p2.version', 'desc')
+          .limit(1)
+          .as('pr'),
+      (join) => join.onTrue(),
+    )
     .select(AGENT_COLUMNS_OF_A)
     .select([
       'm.name as modelName', 'm.internalName as modelInternalName', 'm.type as modelType',
       'm.description as modelDescription', 'm.maxContext as modelMaxContext', 'm.maxOutput as modelMaxOutput',
       'm.maxReasoning as modelMaxReasoning', 'm.defaultParameters as modelDefaultParameters',
       'p.id as providerId', 'p.name as providerName', 'p.endpoint as providerEndpoint',
-      'pr.name as promptName', 'pr.version as promptVersion', 'pr.content as promptContent',
+      'pr.id as resolvedPromptId', 'pr.name as promptName', 'pr.version as promptVersion', 'pr.content as promptContent',
     ])
     .select((eb) => [
       decimalText(eb.ref('m.cost1kInput')).as('modelCost1kInput'),
       decimalText(eb.ref('m.cost1kOutput')).as('modelCost1kOutput'),
       decimalText(eb.ref('m.cost1kCacheRead')).as('modelCost1kCacheRead'),
       decimalText(eb.ref('m.cost1kCacheWrite')).as('modelCost1kCacheWrite'),
-      toolsOf(eb.ref('a.id')).as('tools'),
+      toolsOf(eb.ref('a.id'), tenantId).as('tools'),
     ])
     .where('a.id', '=', params.agentId)
     .where((eb) => visibleAgent(eb, tenantId, { userId }))
@@ -397,13 +449,13 @@ export async function resolveAgent(db: TenantTx, params: { agentId: string; user
   }
   const agent: Agent = {
     id: row.id, tenantId: row.tenantId, userId: row.userId, modelId: row.modelId, promptId: row.promptId,
-    name: row.name, description: row.description, modelParameters: row.modelParameters,
-    createdAt: row.createdAt, updatedAt: row.updatedAt,
+    promptFollowsLatest: row.promptFollowsLatest, name: row.name, description: row.description,
+    modelParameters: row.modelParameters, retiredAt: row.retiredAt, createdAt: row.createdAt, updatedAt: row.updatedAt,
   };
   const prompt: AgentPrompt | null =
-    row.promptId === null || row.promptName === null || row.promptVersion === null || row.promptContent === null
+    row.resolvedPromptId === null || row.promptName === null || row.promptVersion === null || row.promptContent === null
       ? null
-      : { id: row.promptId, name: row.promptName, version: row.promptVersion, content: row.promptContent };
+      : { id: row.resolvedPromptId, name: row.promptName, version: row.promptVersion, content: row.promptContent };
   const model: AgentModel = {
     id: row.modelId, providerId: row.providerId, name: row.modelName, internalName: row.modelInternalName,
     type: row.modelType, description: row.modelDescription, maxContext: row.modelMaxContext,
@@ -471,23 +523,42 @@ async function userExists(db: Executor, tenantId: string, userId: string): Promi
   return user !== undefined;
 }
 
-/** `(select 1 from <requested ids> where <not a tool>)`: the subquery of a NOT EXISTS guard. */
-function missingTools(toolIds: readonly number[]) {
+/**
+ * `(select 1 from <requested ids> where <not a tool of tenantId's>)`: the subquery of a NOT EXISTS
+ * guard. A tool of tenantId's is global or the tenant's own (migration 0016): the foreign key
+ * alone would accept another tenant's, so the guard says so itself (RLS says the same).
+ */
+export function missingTools(tenantId: string, toolIds: readonly number[]) {
   return sql<number>`(select 1 from unnest(${toolIds}::int[]) as requested (id)
-    where not exists (select 1 from tools where tools.id = requested.id))`;
+    where not exists (select 1 from tools where tools.id = requested.id
+                        and (tools.tenant_id is null or tools.tenant_id = ${tenantId}::uuid)))`;
 }
 
-/** The first of `toolIds` that is not in the catalog. */
-async function firstMissingTool(db: Executor, toolIds: readonly number[]): Promise<string> {
+/** The first of `toolIds` that is not a tool of tenantId's (global or its own). */
+export async function firstMissingTool(db: Executor, tenantId: string, toolIds: readonly number[]): Promise<string> {
   const { rows } = await sql<{ id: number }>`
     select requested.id from unnest(${toolIds}::int[]) with ordinality as requested (id, n)
-    where not exists (select 1 from tools where tools.id = requested.id)
+    where not exists (select 1 from tools where tools.id = requested.id
+                        and (tools.tenant_id is null or tools.tenant_id = ${tenantId}::uuid))
     order by requested.n limit 1`.execute(db);
   return rows[0] === undefined ? toolIds.join(',') : String(rows[0].id);
 }
 
+/** `(select 1 from prompts where <promptId, global or tenantId's>)`: the subquery of an EXISTS guard. */
+export function visiblePrompt(tenantId: string, promptId: number) {
+  return sql<number>`(select 1 from prompts where prompts.id = ${promptId}
+    and (prompts.tenant_id is null or prompts.tenant_id = ${tenantId}::uuid))`;
+}
+
+/** Whether prompt `promptId` is global or tenantId's. */
+export async function promptVisible(db: Executor, tenantId: string, promptId: number): Promise<boolean> {
+  const { rows } = await sql<{ one: number }>`select 1 as one from prompts
+    where id = ${promptId} and (tenant_id is null or tenant_id = ${tenantId}::uuid)`.execute(db);
+  return rows.length > 0;
+}
+
 /** The agent's tools as a JSON array ordered by name; keys spelled in camelCase here. */
-function toolsOf(agentId: Expression<string>) {
+function toolsOf(agentId: Expression<string>, tenantId: string) {
   return sql<AgentTool[]>`(
     select coalesce(json_agg(json_build_object(
       'id', t.id, 'name', t.name, 'description', t.description, 'type', t.type,
@@ -495,10 +566,10 @@ function toolsOf(agentId: Expression<string>) {
       'transportType', t.transport_type, 'customConfig', t.custom_config
     ) order by t.name, t.id), '[]'::json)
     from agent_tools agt join tools t on t.id = agt.tool_id
-    where agt.agent_id = ${agentId})`;
+    where agt.agent_id = ${agentId} and (t.tenant_id is null or t.tenant_id = ${tenantId}::uuid))`;
 }
 
-function toolIdList(value: unknown): number[] {
+export function toolIdList(value: unknown): number[] {
   if (value === undefined) return [];
   if (!Array.isArray(value)) throw new ValidationError('toolIds', 'must be an array of tool ids');
   if (value.length > MAX_TOOLS) throw new ValidationError('toolIds', `must hold at most ${MAX_TOOLS} tools`);

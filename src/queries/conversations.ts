@@ -10,7 +10,7 @@
  */
 import { sql, type Selectable } from 'kysely';
 import type { TenantTx } from '../db/tenant-tx.ts';
-import { NotFoundError, sqlState, ValidationError } from '../db/errors.ts';
+import { AgentRetiredError, NotFoundError, sqlState, ValidationError } from '../db/errors.ts';
 import type { Conversations } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { cursorTimestamp, decodeCursor, encodeCursor, type CursorScope, type Page, keysetPast } from './cursor.ts';
@@ -53,7 +53,8 @@ const COLUMNS = [
  * Starts a conversation of user `userId` with agent `agentId`, an agent the user may use: global,
  * tenant-wide, the user's own or shared with the user (see listAgentsForUser). Any other agent —
  * another user's private one, another tenant's — → NotFoundError('agent'), exactly as an id that
- * does not exist; a user not in the tenant → NotFoundError('user').
+ * does not exist; a user not in the tenant → NotFoundError('user'); a retired agent (deleteAgent)
+ * → AgentRetiredError (its existing conversations go on: appendMessage does not look at it).
  *
  * One statement: `insert into conversations … select … from agents where id = $agentId and
  * <usable by the user> returning …`.
@@ -94,6 +95,7 @@ export async function createConversation(
             eb.cast<string>(eb.val(title), 'text').as('title'),
           ])
           .where('a.id', '=', agentId)
+          .where('a.retiredAt', 'is', null)
           .where((eb) => visibleAgent(eb, tenantId, { userId })),
       )
       .returning(COLUMNS)
@@ -108,7 +110,17 @@ export async function createConversation(
     }
     throw error;
   }
-  if (row === undefined) throw new NotFoundError('agent', agentId);
+  if (row === undefined) {
+    const retired = await db
+      .selectFrom('agents as a')
+      .select('a.id')
+      .where('a.id', '=', agentId)
+      .where('a.retiredAt', 'is not', null)
+      .where((eb) => visibleAgent(eb, tenantId, { userId }))
+      .executeTakeFirst();
+    if (retired !== undefined) throw new AgentRetiredError(agentId);
+    throw new NotFoundError('agent', agentId);
+  }
   return row;
 }
 

@@ -33,9 +33,10 @@ function userToolColumns() {
  * Stores the user's credential for a tool (a JSON object: tokens, keys), replacing the one it had:
  * encrypted in this process under the current secret key (AES-256-GCM, bound to the tenant, the
  * user and the tool), so the database holds `{"v": 1, "enc": "<envelope>"}`. Returns the row
- * without the credential. A user not in the tenant → NotFoundError('user'), an unknown tool →
- * NotFoundError('tool') (the failed insert aborts the transaction, like any failed statement);
- * no secret key configured → ConfigError.
+ * without the credential. A user not in the tenant → NotFoundError('user') (the failed insert
+ * aborts the transaction, like any failed statement); a tool that is neither global nor the
+ * tenant's own (migration 0016) → NotFoundError('tool'), before the insert; no secret key
+ * configured → ConfigError.
  *
  * @example
  * await withTenant(db, tenantId, (tx) => setUserToolCredential(tx, { userId, toolId, credential: { token: 'ghp_…' } }));
@@ -54,6 +55,14 @@ export async function setUserToolCredential(
   if (Buffer.byteLength(json) > MAX_CREDENTIAL_BYTES) {
     throw new ValidationError('credential', `must be at most ${MAX_CREDENTIAL_BYTES} bytes as JSON, got ${Buffer.byteLength(json)}`);
   }
+  // The foreign key alone would accept another tenant's tool (it does not see row-level security).
+  const tool = await db
+    .selectFrom('tools')
+    .select('id')
+    .where('id', '=', params.toolId)
+    .where((eb) => eb.or([eb('tenantId', 'is', null), eb('tenantId', '=', tenantId)]))
+    .executeTakeFirst();
+  if (tool === undefined) throw new NotFoundError('tool', params.toolId);
   const sealed: SealedCredential = {
     v: 1,
     enc: sealSecret(writingKeys(db, 'user_tools.credential'), json, userToolBinding(tenantId, params.userId, params.toolId)),

@@ -13,15 +13,18 @@ import { deleteTenant } from '../../src/db/delete-tenant.ts';
 import { NotFoundError, TenantTransferError } from '../../src/db/errors.ts';
 import { exportTenant, type TenantExportManifest } from '../../src/db/export-tenant.ts';
 import { importTenant } from '../../src/db/import-tenant.ts';
+import { DEFAULT_MIGRATIONS_DIR } from '../../src/db/migrator.ts';
 import { withTenant } from '../../src/db/tenant.ts';
 import { toVectorSql } from '../../src/db/vector.ts';
 import { getUserToolCredential, setUserToolCredential } from '../../src/queries/user-tools.ts';
+import { createPromptVersion } from '../../src/queries/prompts.ts';
+import { createTool } from '../../src/queries/tools.ts';
 import { insertCatalog, publicTables } from '../support/fixtures.ts';
 import { createLoginRole } from '../support/login-role.ts';
 import { testRing } from '../support/secret-keys.ts';
 import { onServer, openTestDb, type TestDb } from '../support/test-db.ts';
 
-const CATALOG = ['roles', 'policies', 'role_policies', 'providers', 'models', 'prompts', 'tools'];
+const CATALOG = ['roles', 'policies', 'role_policies', 'providers', 'models'];
 
 let t: TestDb;
 let a: string;
@@ -50,8 +53,11 @@ async function insertTenantWorld(db: Kysely<any>, roleId: number, modelId: numbe
       (${tenantId}, ${`ada@${slug}.example`}, 'Ada', ${roleId}, ${createHash('sha256').update(randomUUID()).digest('hex')}, 25.00, 24.999416),
       (${tenantId}, ${`bob@${slug}.example`}, null, ${roleId}, null, null, null)
     returning id`);
-  const [agent] = await q<{ id: string }>(sql`insert into agents (tenant_id, user_id, model_id, name, model_parameters) values (${tenantId}, ${u1!.id}, ${modelId}, 'Own', '{"temperature": 0.7}') returning id`);
-  await q(sql`insert into agent_tools (agent_id, tool_id) values (${agent!.id}, ${toolId})`);
+  // The tenant's own prompt and tool (shared-or-owned since migration 0016), used by its agent.
+  const [prompt] = await q<{ id: number }>(sql`insert into prompts (tenant_id, name, version, content) values (${tenantId}, 'own', 1, 'You are ours.') returning id`);
+  const [ownTool] = await q<{ id: number }>(sql`insert into tools (tenant_id, name, type) values (${tenantId}, 'own-tool', 'http') returning id`);
+  const [agent] = await q<{ id: string }>(sql`insert into agents (tenant_id, user_id, model_id, prompt_id, name, model_parameters) values (${tenantId}, ${u1!.id}, ${modelId}, ${prompt!.id}, 'Own', '{"temperature": 0.7}') returning id`);
+  await q(sql`insert into agent_tools (agent_id, tool_id) values (${agent!.id}, ${toolId}), (${agent!.id}, ${ownTool!.id})`);
   // agent_scope (migration 0011): the agent's tenant, or the nil UUID for a global agent.
   await q(sql`insert into user_agents (tenant_id, user_id, agent_scope, agent_id, role) values
     (${tenantId}, ${u2!.id}, ${tenantId}, ${agent!.id}, 'editor'), (${tenantId}, ${u2!.id}, ${GLOBAL_SCOPE}, ${globalAgentId}, 'viewer')`);
@@ -133,7 +139,7 @@ describe('exportTenant', () => {
     expect(readdirSync(dir).sort()).toEqual([...manifest.tables.map((e) => e.file), 'manifest.json'].sort());
     expect(JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'))).toEqual(manifest);
     expect(manifest).toMatchObject({ format: 'database-tenant-export', version: 1, tenant: { id: a }, secretKeyIds: ['test'] });
-    expect(manifest.migrations.at(-1)).toMatch(/^0014_admin_functions$/);
+    expect(manifest.migrations.at(-1)).toBe(readdirSync(DEFAULT_MIGRATIONS_DIR).filter((f) => f.endsWith('.up.sql')).sort().at(-1)!.replace(/\.up\.sql$/, ''));
     // Parents first.
     const order = manifest.tables.map((e) => e.table);
     for (const [parent, child] of [['tenants', 'users'], ['users', 'agents'], ['agents', 'agent_tools'], ['conversations', 'messages'], ['messages', 'usage'], ['resources', 'vectors']] as [string, string][]) {
@@ -238,7 +244,7 @@ describe('importTenant refuses, writing nothing', () => {
   it('no manifest (an export that did not finish), other migrations, a missing table file', async () => {
     await expect(importTenant(t.db, { dir: copy((d) => rmSync(join(d, 'manifest.json'))) })).rejects.toThrow(/no manifest/);
     const older = copy((d) => writeFileSync(join(d, 'manifest.json'), JSON.stringify({ ...manifest, migrations: manifest.migrations.slice(0, -1) })));
-    await expect(importTenant(t.db, { dir: older })).rejects.toThrow(/applied here only: 0014_admin_functions/);
+    await expect(importTenant(t.db, { dir: older })).rejects.toThrow(`applied here only: ${manifest.migrations.at(-1)}`);
     const fewer = copy((d) => writeFileSync(join(d, 'manifest.json'), JSON.stringify({ ...manifest, tables: manifest.tables.filter((e) => e.table !== 'vectors') })));
     await expect(importTenant(t.db, { dir: fewer })).rejects.toThrow(/no file for table vectors/);
     await nothingWritten();
@@ -250,8 +256,9 @@ describe('importTenant refuses, writing nothing', () => {
       await expect(importTenant(empty.db, { dir })).rejects.toThrow(/could not be loaded into users: .*foreign key/);
       expect(Object.values(await tenantCounts(empty.db, tenant)).every((n) => n === 0)).toBe(true);
       // The same seed data: the catalog and the global agents, with their ids.
-      for (const table of [...CATALOG, 'agents']) {
-        const where = table === 'agents' ? sql`where tenant_id is null` : sql``;
+      // Prompts and tools are shared-or-owned (migration 0016): their global rows, like agents'.
+      for (const table of [...CATALOG, 'prompts', 'tools', 'agents']) {
+        const where = CATALOG.includes(table) ? sql`` : sql`where tenant_id is null`;
         const { rows } = await sql<{ row: unknown }>`select to_jsonb(x) as row from ${sql.table(table)} x ${where}`.execute(t.db.withoutPlugins());
         if (rows.length === 0) continue;
         // Every column but the generated ones (agents.scope, migration 0011), which take no value.
@@ -263,6 +270,15 @@ describe('importTenant refuses, writing nothing', () => {
       }
       await importTenant(empty.db, { dir });
       expect(await tenantCounts(empty.db, tenant)).toEqual(Object.fromEntries(manifest.tables.map((e) => [e.table, e.rows])));
+      // The tenant's own tools and prompts kept their integer ids; the next ones generated do not collide.
+      const made = await withTenant(empty.db, tenant, async (tx) => ({
+        tool: await createTool(tx, { name: 'after-import' }),
+        prompt: await createPromptVersion(tx, { name: 'after-import', content: 'x' }),
+      }));
+      const maxIds = await sql<{ tool: number; prompt: number }>`
+        select (select max(id) from tools where name <> 'after-import') as tool, (select max(id) from prompts where name <> 'after-import') as prompt`.execute(empty.db);
+      expect(made.tool.id).toBeGreaterThan(maxIds.rows[0]!.tool);
+      expect(made.prompt.id).toBeGreaterThan(maxIds.rows[0]!.prompt);
     } finally {
       await empty.close();
     }

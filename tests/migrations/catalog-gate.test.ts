@@ -13,11 +13,13 @@ import { LEDGER_TABLE } from '../../src/db/migrator.ts';
 import { onCitus, openTestDb, type TestDb } from '../support/test-db.ts';
 
 /** DESIGN.md: catalog tables, global and read-only for the application. */
-const CATALOG_TABLES = ['roles', 'policies', 'role_policies', 'providers', 'models', 'prompts', 'tools'];
+const CATALOG_TABLES = ['roles', 'policies', 'role_policies', 'providers', 'models'];
 /** DESIGN.md: the tenant-scoped tables it names (the gate checks every such table, these at least). */
 const DOCUMENTED_TENANT_SCOPED = ['users', 'conversations', 'messages', 'resources', 'vectors', 'usage', 'user_agents', 'user_tools'];
 /** DESIGN.md: shared-or-owned tables, and tenants itself. */
-const SHARED_OR_OWNED = ['agents', 'agent_tools'];
+const SHARED_OR_OWNED = ['agents', 'agent_tools', 'prompts', 'tools'];
+/** Shared-or-owned tables with a nullable tenant_id: global rows (NULL) readable by all, own rows writable (migration 0016 added prompts and tools). */
+const GLOBAL_OR_OWN = ['agents', 'prompts', 'tools'];
 const TENANTS = 'tenants';
 
 const COMMANDS = { r: 'SELECT', a: 'INSERT', w: 'UPDATE', d: 'DELETE' } as const;
@@ -131,13 +133,13 @@ describe('which tables the gate covers', () => {
     expect((await publicTableNames()).filter((name) => !known.has(name))).toEqual([]);
   });
 
-  it('only agents has a nullable tenant_id (a global agent); no table escapes the gate that way', async () => {
+  it('only agents, prompts and tools have a nullable tenant_id (global rows); no table escapes the gate that way', async () => {
     const nullable = await rows<{ name: string }>(sql`
       select c.relname::text as name from pg_attribute a
       join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
       where n.nspname = 'public' and c.relkind in ('r', 'p') and a.attname = 'tenant_id'
         and not a.attnotnull and not a.attisdropped order by 1`);
-    expect(nullable.map((r) => r.name)).toEqual(['agents']);
+    expect(nullable.map((r) => r.name)).toEqual(GLOBAL_OR_OWN);
   });
 });
 
@@ -270,7 +272,7 @@ describe('references from tenant-scoped tables to agents', () => {
   });
 });
 
-describe('tenants, agents and agent_tools', () => {
+describe('tenants and the shared-or-owned tables (agents, agent_tools, prompts, tools)', () => {
   it('have row-level security enabled and forced', async () => {
     const problems: string[] = [];
     for (const table of [TENANTS, ...SHARED_OR_OWNED]) {
@@ -284,7 +286,7 @@ describe('tenants, agents and agent_tools', () => {
   it('have at most one permissive policy per operation and no FOR ALL policy', () => {
     expect([
       ...policyShapeProblems(TENANTS, ['r']),
-      ...policyShapeProblems('agents', ['r', 'a', 'w', 'd']),
+      ...GLOBAL_OR_OWN.flatMap((table) => policyShapeProblems(table, ['r', 'a', 'w', 'd'])),
       ...policyShapeProblems('agent_tools', ['r', 'a', 'd']),
     ]).toEqual([]);
   });
@@ -302,21 +304,22 @@ describe('tenants, agents and agent_tools', () => {
     expect(problems).toEqual([]);
   });
 
-  it('agents: select is the one documented exception (global agents readable by all); writes compare tenant_id, with no OR', () => {
+  it('agents, prompts, tools: select is the one documented exception (global rows readable by all); writes compare tenant_id, with no OR', () => {
     const problems: string[] = [];
-    for (const p of policies.filter((p) => p.table === 'agents')) {
+    for (const p of policies.filter((p) => GLOBAL_OR_OWN.includes(p.table))) {
       for (const [clause, expression] of expressionsOf(p)) {
         if (expression === null) {
-          problems.push(`agents.${p.name}: no ${clause} expression`);
+          problems.push(`${p.table}.${p.name}: no ${clause} expression`);
         } else if (p.cmd === 'r') {
           if (!new RegExp(String.raw`^tenant_id is null or tenant_id = ${CURRENT_TENANT}$`).test(normalize(expression))) {
-            problems.push(`agents.${p.name}: select policy is not "tenant_id is null or tenant_id = (select app.current_tenant_id())": ${expression}`);
+            problems.push(`${p.table}.${p.name}: select policy is not "tenant_id is null or tenant_id = (select app.current_tenant_id())": ${expression}`);
           }
-        } else if (!comparesWithCurrentTenant(expression, 'agents', 'tenant_id') || hasOr(expression)) {
-          problems.push(`agents.${p.name}: ${clause} ${expression}`);
+        } else if (!comparesWithCurrentTenant(expression, p.table, 'tenant_id') || hasOr(expression)) {
+          problems.push(`${p.table}.${p.name}: ${clause} ${expression}`);
         }
       }
     }
+    for (const table of GLOBAL_OR_OWN) if (!policies.some((p) => p.table === table)) problems.push(`${table}: no policy`);
     expect(problems).toEqual([]);
   });
 
@@ -417,16 +420,14 @@ describe('the application roles', () => {
     await expect(asRole(sql`select api_key from providers`)).rejects.toMatchObject({ code: '42501' });
   });
 
-  it('write the catalog only where the ownership matrix says: the cms writes prompts and tools', async () => {
+  it("never write the catalog (prompts and tools are shared-or-owned since 0016: their policies wall the cms's writes)", async () => {
     const writes = await rows<{ role: string; table: string }>(sql`
       select r as role, t as table
       from unnest(${APP_ROLES}::text[]) r cross join unnest(${CATALOG_TABLES}::text[]) t
       where has_table_privilege(r, 'public.' || t, 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
          or has_any_column_privilege(r, 'public.' || t, 'INSERT, UPDATE, REFERENCES')
       order by 1, 2`);
-    expect(writes).toEqual(
-      ['app_cms', 'app_user'].flatMap((role) => ['prompts', 'tools'].map((table) => ({ role, table }))),
-    );
+    expect(writes).toEqual([]);
   });
 
   it('cannot change money or rank: users.budget, role_id, status, api_key_hash, tenants.plan; usage is append-only', async () => {

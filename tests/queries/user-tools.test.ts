@@ -161,3 +161,18 @@ describe('listUserTools and deleteUserToolCredential', () => {
     expect(await asCms(w.a.tenantId, (tx) => getUserToolCredential(tx, { userId: user, toolId: tools[3]! }))).toEqual({ token: `${TOKEN}-${tools[3]}` });
   });
 });
+
+describe("another tenant's tool (tools are shared-or-owned since migration 0016)", () => {
+  it('is not found: no credential is stored for it, and the transaction goes on', async () => {
+    const theirs = (await t.db.insertInto('tools').values({ tenantId: w.b.tenantId, name: 'b-only', type: 'mcp' }).returning('id').executeTakeFirstOrThrow()).id;
+    await asCms(w.a.tenantId, async (tx) => {
+      await expect(setUserToolCredential(tx, { userId: w.a.userId, toolId: theirs, credential: { token: 'x' } })).rejects.toMatchObject({
+        name: 'NotFoundError', entity: 'tool', id: String(theirs),
+      });
+      expect((await listUserTools(tx, { userId: w.a.userId, limit: 200 })).items.map((row) => row.toolId)).not.toContain(theirs);
+    });
+    const own = (await t.db.insertInto('tools').values({ tenantId: w.a.tenantId, name: 'a-only', type: 'mcp' }).returning('id').executeTakeFirstOrThrow()).id;
+    await asCms(w.a.tenantId, (tx) => setUserToolCredential(tx, { userId: w.a.userId, toolId: own, credential: { token: 'ours' } }));
+    expect(await asCms(w.a.tenantId, (tx) => getUserToolCredential(tx, { userId: w.a.userId, toolId: own }))).toEqual({ token: 'ours' });
+  });
+});

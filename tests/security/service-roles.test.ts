@@ -31,6 +31,9 @@ let resourceId: string;
 let providerId: number;
 let toolId: number;
 let otherToolId: number;
+/** A tool of tenant A (updateTool) and an agent of A that deleteAgent retires. */
+let tenantToolId: number;
+let retiringAgentId: string;
 /** A user of tenant A with a budget, whose budget and key the admin functions change. */
 let adminUserId: string;
 const embedding = Array.from({ length: 1536 }, (_, i) => (i === 0 ? 1 : 0.001));
@@ -83,6 +86,19 @@ const calls: Record<Operation, (tx: TenantTx) => Promise<unknown>> = {
   rotateApiKey: (tx) => api.rotateApiKey(tx, { userId: adminUserId }),
   revokeApiKey: (tx) => api.revokeApiKey(tx, { userId: adminUserId }),
   updateTenant: (tx) => api.updateTenant(tx, { name: 'Tenant A', settings: { features: ['chat'] } }),
+  // The cms's catalog writes (issue 15, part A).
+  updateAgent: (tx) => api.updateAgent(tx, { agentId: w.a.agentId, description: 'changed by a role test' }),
+  deleteAgent: (tx) => api.deleteAgent(tx, { agentId: retiringAgentId }),
+  setAgentTools: (tx) => api.setAgentTools(tx, { agentId: w.a.agentId, toolIds: [toolId] }),
+  unshareAgent: (tx) => api.unshareAgent(tx, { agentId: w.a.agentId, userId: w.a.otherUserId }),
+  listAgentShares: (tx) => api.listAgentShares(tx, { agentId: w.a.agentId }),
+  createPromptVersion: (tx) => api.createPromptVersion(tx, { name: 'role-prompt', content: 'You are tested.' }),
+  getPrompt: (tx) => api.getPrompt(tx, { name: 'role-prompt' }),
+  listPromptVersions: (tx) => api.listPromptVersions(tx, { name: 'role-prompt' }),
+  createTool: (tx) => api.createTool(tx, { name: `role-tool-${randomUUID()}` }),
+  updateTool: (tx) => api.updateTool(tx, { toolId: tenantToolId, description: 'changed by a role test' }),
+  getTool: (tx) => api.getTool(tx, { toolId }),
+  listTools: (tx) => api.listTools(tx),
 };
 
 /**
@@ -105,6 +121,9 @@ beforeAll(async () => {
     messageId = (await api.appendMessage(tx, { conversationId, role: 'user', content: { text: 'first' } })).id;
     resourceId = (await api.createResource(tx, { name: 'doc.txt', type: 'text', content: 'doc' })).id;
     await api.setUserToolCredential(tx, { userId: w.a.userId, toolId, credential: { token: 'fixture' } });
+    tenantToolId = (await api.createTool(tx, { name: 'tenant-role-tool' })).id;
+    retiringAgentId = (await api.createAgent(tx, { name: 'Retired by a role test', modelId: w.modelId })).id;
+    await api.createPromptVersion(tx, { name: 'role-prompt', content: 'You are a fixture.' });
   });
 });
 afterAll(() => t?.close());

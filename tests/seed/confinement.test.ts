@@ -172,7 +172,7 @@ describe('a refused row never shows the value of an env: field', () => {
       const dir = allowing('TOOL_NAME');
       append(dir, 'tools.csv', ['61,env:TOOL_NAME,null,builtin,none,null,local,{}']);
       const { problems, message } = await refused(dir, { TOOL_NAME: SECRET });
-      expect(problems).toEqual([at(dir, 'tools.csv', 9, 'name', /duplicate key value violates unique constraint "tools_name_key" \(Key \(name\)=\(\[env:TOOL_NAME\]\) already exists\)/)]);
+      expect(problems).toEqual([at(dir, 'tools.csv', 9, 'name', /duplicate key value violates unique constraint "tools_scope_name_key" \(Key \(scope, name\)=\(00000000-0000-0000-0000-000000000000, \[env:TOOL_NAME\]\) already exists\)/)]);
       expect(message).not.toContain(SECRET);
     } finally {
       await sql`delete from tools where id = 60`.execute(t.db);
