@@ -159,11 +159,22 @@ export class IdempotencyConflictError extends Error {
   }
 }
 
+/**
+ * The constraint a database error names, as the migrations named it. On Citus the error comes from
+ * a shard, whose table and constraints carry the shard id (`conversations_102040`,
+ * `conversations_agent_id_fkey_102040`): that suffix is removed.
+ */
+export function constraintOf(error: unknown): string | undefined {
+  const { constraint, table } = error as { constraint?: unknown; table?: unknown };
+  if (typeof constraint !== 'string') return undefined;
+  const shard = typeof table === 'string' ? /_(\d+)$/.exec(table)?.[1] : undefined;
+  return shard !== undefined && constraint.endsWith(`_${shard}`) ? constraint.slice(0, -(shard.length + 1)) : constraint;
+}
+
 /** The constraint named by a foreign-key violation (SQLSTATE 23503), if `error` is one. */
 export function foreignKeyViolated(error: unknown): string | undefined {
   if (sqlState(error) !== '23503') return undefined;
-  const constraint = (error as { constraint?: unknown }).constraint;
-  return typeof constraint === 'string' ? constraint : undefined;
+  return constraintOf(error);
 }
 
 /**

@@ -3,7 +3,7 @@ import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { sql, type Kysely } from 'kysely';
-import { TenantTransferError, sqlState } from './errors.ts';
+import { TenantTransferError, constraintOf, sqlState } from './errors.ts';
 import { EXPORT_FORMAT, MANIFEST_FILE, type ExportedTable, type TenantExportManifest } from './export-tenant.ts';
 import { appliedMigrations, assertOwnerPath, deferrableForeignKeys, ownedTables, rowsOfTenant, type OwnedTable } from './owned-tables.ts';
 import { isUuid } from './tenant.ts';
@@ -88,7 +88,7 @@ export async function importTenant(db: Kysely<any>, options: ImportTenantOptions
     try {
       await sql`set constraints all immediate`.execute(tx);
     } catch (error) {
-      const constraint = (error as { constraint?: string }).constraint;
+      const constraint = constraintOf(error);
       throw new TenantTransferError(
         `the export's rows do not hold together: ${(error as Error).message}${constraint === undefined ? '' : ` (${constraint})`}`,
         { tenantId, cause: error },

@@ -10,7 +10,7 @@
  */
 import { sql, type Selectable } from 'kysely';
 import type { TenantTx } from '../db/tenant-tx.ts';
-import { AgentRetiredError, NotFoundError, sqlState, ValidationError } from '../db/errors.ts';
+import { AgentRetiredError, foreignKeyViolated, NotFoundError, sqlState, ValidationError } from '../db/errors.ts';
 import type { Conversations } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { cursorTimestamp, decodeCursor, encodeCursor, type CursorScope, type Page, keysetPast } from './cursor.ts';
@@ -102,7 +102,7 @@ export async function createConversation(
       .executeTakeFirst();
   } catch (error) {
     if (sqlState(error) === '23503') {
-      const constraint = (error as { constraint?: unknown }).constraint;
+      const constraint = foreignKeyViolated(error);
       // The agent was deleted between the select and the insert; otherwise it is the user
       // (conversations_tenant_id_user_id_fkey) or a tenant that does not exist, which has no users.
       if (constraint === 'conversations_agent_id_fkey') throw new NotFoundError('agent', agentId);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
-import { sqlState } from '../db/errors.ts';
+import { constraintOf, sqlState } from '../db/errors.ts';
 import type { ColumnInfo } from './columns.ts';
 import type { SeedProblem } from './errors.ts';
 import { hashOf, ledgerJoin, recordRows, textArray, type LedgerEntry, type RowHashes } from './ledger.ts';
@@ -409,7 +409,7 @@ function rowProblem(error: unknown): DbProblem | undefined {
   return {
     code,
     message: `${e.message}${detail}${hint}`,
-    constraint: e.constraint || undefined,
+    constraint: constraintOf(error) || undefined,
     column: e.column || undefined,
   };
 }

@@ -105,7 +105,9 @@ async function tryWrite(role: AppRole, statement: RawBuilder<unknown>, agentId: 
       .filter((x) => x !== undefined)
       .join(' | ')
       .replaceAll(agentId, '<agent>')
-      .replace(/Failing row contains \(.*\)\.?$/s, 'Failing row contains (…)');
+      .replace(/Failing row contains \(.*\)\.?$/s, 'Failing row contains (…)')
+      // On Citus the error comes from a shard: `conversations_102040`, `…_fkey_102040`.
+      .replace(/\b([a-z_]+)_\d{6,}\b/g, '$1');
   }
   throw new Error('unreachable');
 }
