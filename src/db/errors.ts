@@ -162,12 +162,17 @@ export class IdempotencyConflictError extends Error {
 /**
  * The constraint a database error names, as the migrations named it. On Citus the error comes from
  * a shard, whose table and constraints carry the shard id (`conversations_102040`,
- * `conversations_agent_id_fkey_102040`): that suffix is removed.
+ * `conversations_agent_id_fkey_102040`): that suffix is removed. Citus passes a worker's error on
+ * with its message but without the constraint and table fields: there they are read from the
+ * message (PostgreSQL's English wording, `… on table "…" violates … constraint "…"`).
  */
 export function constraintOf(error: unknown): string | undefined {
-  const { constraint, table } = error as { constraint?: unknown; table?: unknown };
-  if (typeof constraint !== 'string') return undefined;
-  const shard = typeof table === 'string' ? /_(\d+)$/.exec(table)?.[1] : undefined;
+  const e = error as { constraint?: unknown; table?: unknown; message?: unknown };
+  const message = typeof e.message === 'string' ? e.message : '';
+  const constraint = typeof e.constraint === 'string' ? e.constraint : /constraint "([^"]+)"/.exec(message)?.[1];
+  if (constraint === undefined) return undefined;
+  const table = typeof e.table === 'string' ? e.table : /table "([^"]+)"/.exec(message)?.[1];
+  const shard = table === undefined ? undefined : /_(\d+)$/.exec(table)?.[1];
   return shard !== undefined && constraint.endsWith(`_${shard}`) ? constraint.slice(0, -(shard.length + 1)) : constraint;
 }
 

@@ -13,6 +13,7 @@ import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AppRole } from '../../src/db/config.ts';
 import type { DB } from '../../src/db/schema.generated.ts';
+import { constraintOf } from '../../src/db/errors.ts';
 import { withTenant } from '../../src/db/tenant.ts';
 import type { TenantTx } from '../../src/db/tenant-tx.ts';
 import { insertChatWorld, type ChatWorld } from '../support/conversation-fixtures.ts';
@@ -100,8 +101,8 @@ async function tryWrite(role: AppRole, statement: RawBuilder<unknown>, agentId: 
     }, { role });
   } catch (error) {
     if (error === rollback) return 'written';
-    const e = error as { code?: string; constraint?: string; message: string; detail?: string };
-    return [e.code, e.constraint, e.message, e.detail]
+    const e = error as { code?: string; message: string; detail?: string };
+    return [e.code, constraintOf(error), e.message, e.detail]
       .filter((x) => x !== undefined)
       .join(' | ')
       .replaceAll(agentId, '<agent>')
