@@ -152,9 +152,16 @@ export interface UserBudget {
 export async function recordUsage(db: TenantTx, params: RecordUsageParams): Promise<UsageRow> {
   assertRole(db, 'recordUsage');
   const tenantId = tenantOf(db);
-  const call = validateRecordUsage(params);
+  return charge(db, tenantId, validateRecordUsage(params), false);
+}
+
+/**
+ * recordUsage's loop, also settleUsage's (`settle`: charged whatever is left of the budgets, the
+ * user's remaining floored at 0; see settleUsage for the bound).
+ */
+export async function charge(db: TenantTx, tenantId: string, call: ValidCall, settle: boolean): Promise<UsageRow> {
   for (let attempt = 1; ; attempt++) {
-    const outcome = await chargeOnce(db, tenantId, call);
+    const outcome = await chargeOnce(db, tenantId, call, settle);
     if (outcome.modelFound !== true) throw new NotFoundError('model', call.modelId);
     if (outcome.userFound !== true) throw await uncharged(db, tenantId, call.userId);
     if (outcome.agentFound !== true) throw new NotFoundError('agent', call.agentId ?? '');
@@ -171,8 +178,13 @@ export async function recordUsage(db: TenantTx, params: RecordUsageParams): Prom
         .executeTakeFirst();
       if (existing !== undefined) return firstRowOf(call.idempotencyKey, call, existing);
     }
-    if (outcome.budgetShort) {
-      throw new BudgetExceededError(call.userId, outcome.cost ?? '', outcome.remaining ?? '');
+    if (!outcome.tenantOpen) {
+      // The tenant's first charge under a cap: create its spend row, then charge again.
+      await sql`select app.open_tenant_spend()`.execute(db);
+    } else if (outcome.budgetShort) {
+      throw new BudgetExceededError(call.userId, outcome.cost ?? '', outcome.remaining ?? '', 'user');
+    } else if (outcome.tenantShort) {
+      throw new BudgetExceededError(call.userId, outcome.cost ?? '', outcome.tenantRemaining ?? '', 'tenant');
     }
     // A conflicting row that was deleted before we could read it: charge again.
     if (attempt >= MAX_ATTEMPTS) {
@@ -299,7 +311,7 @@ function firstRowOf(key: string, call: ValidCall, row: UsageRow): UsageRow {
 
 const KEY_COLUMNS = { model: 'usage.modelId', user: 'usage.userId', agent: 'usage.agentId' } as const;
 
-interface ValidCall {
+export interface ValidCall {
   userId: string;
   modelId: number;
   type: string;
@@ -312,7 +324,7 @@ interface ValidCall {
   idempotencyKey: string | null;
 }
 
-function validateRecordUsage(params: RecordUsageParams): ValidCall {
+export function validateRecordUsage(params: RecordUsageParams): ValidCall {
   if (typeof params !== 'object' || params === null) throw new ValidationError('params', 'must be an object');
   assertUuid('userId', params.userId);
   assertInt4('modelId', params.modelId, 1);
@@ -370,16 +382,28 @@ interface ChargeOutcome {
   userFound: boolean | null;
   agentFound: boolean | null;
   messageFound: boolean | null;
-  /** The user has a budget and it is less than the cost. */
+  /** The user has a budget and what is left of its window (less active holds) is less than the cost. */
   budgetShort: boolean;
+  /** The tenant has a monthly cap and what is left of it (less active holds) is less than the cost. */
+  tenantShort: boolean;
+  /** False: the tenant has a cap but no tenant_spend row yet (nothing charged). */
+  tenantOpen: boolean;
   cost: string | null;
   remaining: string | null;
+  tenantRemaining: string | null;
   inserted: UsageRow | null;
 }
 
+/** The shapes of the charge statement: agentId and messageId given or not; a settle or a charge. */
+interface ChargeShape {
+  agent: boolean;
+  message: boolean;
+  settle: boolean;
+}
+
 /** Runs the charge statement once and reads what it did. */
-async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall): Promise<ChargeOutcome> {
-  const shape = { agent: call.agentId !== null, message: call.messageId !== null };
+async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall, settle: boolean): Promise<ChargeOutcome> {
+  const shape: ChargeShape = { agent: call.agentId !== null, message: call.messageId !== null, settle };
   const { rows } = await chargeStatement(db, { ...call, tenantId }, shape).execute(db);
   const row = rows[0];
   if (row === undefined) throw new Error('recordUsage: the charge statement returned no row');
@@ -403,8 +427,8 @@ async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall): Prom
           createdAt: row.createdAt!,
         };
   const budgeted = row.remaining !== null;
-  if (inserted !== null && budgeted && !row.charged) {
-    // Cannot happen while the lock taken in `b` holds; this keeps a future edit of the SQL honest.
+  if (inserted !== null && ((budgeted && !row.charged) || (row.tenantRemaining !== null && !row.tenantCharged))) {
+    // Cannot happen while the locks taken in `b` and `tb` hold; this keeps a future edit of the SQL honest.
     throw new Error('recordUsage: a usage row was inserted without charging the budget');
   }
   return {
@@ -413,8 +437,11 @@ async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall): Prom
     agentFound: row.agentFound,
     messageFound: row.messageFound,
     budgetShort: inserted === null && row.budgetShort === true,
+    tenantShort: inserted === null && row.tenantShort === true,
+    tenantOpen: row.tenantOpen,
     cost: row.cost,
     remaining: row.remaining,
+    tenantRemaining: row.tenantRemaining,
     inserted,
   };
 }
@@ -438,7 +465,7 @@ async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall): Prom
  * The final select reports what happened, so that errors need no further query.
  */
 const chargeStatement = statementTemplate(
-  (db: Kysely<DB>, call: ValidCall & { tenantId: string }, shape: { agent: boolean; message: boolean }) =>
+  (db: Kysely<DB>, call: ValidCall & { tenantId: string }, shape: ChargeShape) =>
     db
       .with('m', (qb) =>
         qb
@@ -461,10 +488,43 @@ const chargeStatement = statementTemplate(
       .with('b', (qb) =>
         qb
           .selectFrom('users')
-          .select('remaining')
+          .select([
+            'remaining',
+            // What is left of the window the charge counts in: the full budget when the charge
+            // opens a window after the stored one, else the stored remaining (also when a charge of
+            // a later instant opened a later window first: this one counts there, see recordUsage).
+            sql<string>`case when budget_period <> 'none' and (budget_window_start is null
+              or budget_window_start < app.budget_window_start(budget_period, budget_window_offset_ms, now()))
+              then budget else remaining end`.as('base'),
+            sql<Date | null>`case when budget_period <> 'none'
+              then greatest(budget_window_start, app.budget_window_start(budget_period, budget_window_offset_ms, now())) end`.as('windowStart'),
+            sql<string>`case when held_until > now() then held else 0 end`.as('held'),
+          ])
           .where('tenantId', '=', call.tenantId)
           .where('id', '=', call.userId)
           .where('remaining', 'is not', null)
+          .forNoKeyUpdate(),
+      )
+      // The tenant's monthly cap, when it has one.
+      .with('tc', (qb) =>
+        qb
+          .selectFrom('tenants')
+          .select(sql<string>`(settings ->> 'maxMonthlySpend')::numeric`.as('cap'))
+          .where('id', '=', call.tenantId)
+          .where(sql<boolean>`settings ->> 'maxMonthlySpend' is not null`),
+      )
+      // The tenant's spend row, locked, when it has a cap: spent in the month of the charge (the
+      // row's month, or nothing yet of a month after it) and its active holds.
+      .with('tb', (qb) =>
+        qb
+          .selectFrom('tenantSpend')
+          .select([
+            sql<string>`case when window_start >= app.budget_window_start('month', 0, now()) then spent else 0 end`.as('spent'),
+            sql<Date>`greatest(window_start, app.budget_window_start('month', 0, now()))`.as('windowStart'),
+            sql<string>`case when held_until > now() then held else 0 end`.as('held'),
+          ])
+          .where('tenantId', '=', call.tenantId)
+          .where(sql<boolean>`exists (select from tc)`)
           .forNoKeyUpdate(),
       )
       .with('refs', (qb) =>
@@ -510,6 +570,7 @@ const chargeStatement = statementTemplate(
             'cacheWriteTokens',
             'cost',
             'idempotencyKey',
+            'createdAt',
           ])
           .expression((eb) =>
             eb
@@ -517,6 +578,8 @@ const chargeStatement = statementTemplate(
               .innerJoin('u', (join) => join.onTrue())
               .innerJoin('refs', (join) => join.onTrue())
               .leftJoin('b', (join) => join.onTrue())
+              .leftJoin('tc', (join) => join.onTrue())
+              .leftJoin('tb', (join) => join.onTrue())
               .select([
                 sql<string>`${call.tenantId}::uuid`.as('tenantId'),
                 sql<string>`${call.userId}::uuid`.as('userId'),
@@ -531,11 +594,20 @@ const chargeStatement = statementTemplate(
                 sql<number>`${call.cacheWriteTokens}::integer`.as('cacheWriteTokens'),
                 'm.cost',
                 sql<string | null>`${call.idempotencyKey}::text`.as('idempotencyKey'),
+                // The charge's instant: its transaction's, or the start of a later window a
+                // charge of a later instant already opened (it never counts in a closed window).
+                sql<Date>`greatest(now(), b.window_start, tb.window_start)`.as('createdAt'),
               ])
               // Literals, not parameters: every parameter of a template comes from its values.
               .$if(shape.agent, (qb) => qb.where('refs.agentScope', 'is not', null))
               .where('refs.messageFound', '=', sql.lit(true))
-              .where((eb) => eb.or([eb('b.remaining', 'is', null), eb('b.remaining', '>=', eb.ref('m.cost'))])),
+              // A settle (settleUsage) is charged whatever is left: the call happened.
+              .$if(!shape.settle, (qb) =>
+                qb
+                  .where(sql<boolean>`(b.remaining is null or b.base - b.held >= m.cost)`)
+                  .where(sql<boolean>`(tc.cap is null or tb.spent + tb.held + m.cost <= tc.cap)`),
+              )
+              .$if(shape.settle, (qb) => qb.where(sql<boolean>`(tc.cap is null or tb.spent is not null)`)),
           )
           .onConflict((oc) => oc.columns(['tenantId', 'idempotencyKey']).doNothing())
           .returning([...USAGE_COLUMNS, 'tenantId']),
@@ -543,17 +615,30 @@ const chargeStatement = statementTemplate(
       .with('dec', (qb) =>
         qb
           .updateTable('users')
-          .from('ins')
-          .set((eb) => ({ remaining: eb('users.remaining', '-', eb.ref('ins.cost')) }))
+          .from(['ins', 'b'])
+          .set({
+            remaining: shape.settle ? sql<string>`greatest(b.base - ins.cost, 0)` : sql<string>`b.base - ins.cost`,
+            budgetWindowStart: sql<Date | null>`b.window_start`,
+          })
           .whereRef('users.tenantId', '=', 'ins.tenantId')
           .whereRef('users.id', '=', 'ins.userId')
-          .whereRef('users.remaining', '>=', 'ins.cost')
+          .$if(!shape.settle, (qb) => qb.whereRef('b.base', '>=', 'ins.cost'))
           .returning('users.id'),
+      )
+      .with('tdec', (qb) =>
+        qb
+          .updateTable('tenantSpend')
+          .from(['ins', 'tb'])
+          .set({ spent: sql<string>`tb.spent + ins.cost`, windowStart: sql<Date>`tb.window_start` })
+          .whereRef('tenantSpend.tenantId', '=', 'ins.tenantId')
+          .returning('tenantSpend.tenantId'),
       )
       .selectFrom('refs')
       .leftJoin('m', (join) => join.onTrue())
       .leftJoin('u', (join) => join.onTrue())
       .leftJoin('b', (join) => join.onTrue())
+      .leftJoin('tc', (join) => join.onTrue())
+      .leftJoin('tb', (join) => join.onTrue())
       .leftJoin('ins', (join) => join.onTrue())
       .select((eb) => [
         sql<boolean>`m.cost is not null`.as('modelFound'),
@@ -561,9 +646,13 @@ const chargeStatement = statementTemplate(
         (shape.agent ? sql<boolean>`${sql.ref('refs.agentScope')} is not null` : sql<boolean>`true`).as('agentFound'),
         'refs.messageFound',
         'm.cost',
-        sql<string | null>`trim_scale(b.remaining)`.as('remaining'),
-        sql<boolean | null>`b.remaining < m.cost`.as('budgetShort'),
+        sql<string | null>`case when b.remaining is not null then trim_scale(greatest(b.base - b.held, 0)) end`.as('remaining'),
+        sql<boolean | null>`b.base - b.held < m.cost`.as('budgetShort'),
+        sql<boolean>`tc.cap is null or tb.spent is not null`.as('tenantOpen'),
+        sql<string | null>`case when tb.spent is not null then trim_scale(greatest(tc.cap - tb.spent - tb.held, 0)) end`.as('tenantRemaining'),
+        sql<boolean | null>`tb.spent + tb.held + m.cost > tc.cap`.as('tenantShort'),
         eb.exists(eb.selectFrom('dec').select(sql.lit(1).as('one'))).as('charged'),
+        eb.exists(eb.selectFrom('tdec').select(sql.lit(1).as('one'))).as('tenantCharged'),
         'ins.id',
         'ins.userId',
         'ins.modelId',
