@@ -117,12 +117,6 @@ export interface CostSummaryRow {
   calls: number;
 }
 
-/** A user's budget and what is left of it, as exact decimal text; null means no limit. */
-export interface UserBudget {
-  budget: string | null;
-  remaining: string | null;
-}
-
 /**
  * Charges a model call to a user in the current tenant: inserts the usage row, with its cost
  * computed in SQL from the model's numeric per-1k prices, and takes that cost off the user's
@@ -256,21 +250,6 @@ export async function costSummary(db: TenantTx, params: CostSummaryParams): Prom
     outputTokens: Number(row.outputTokens),
     calls: Number(row.calls),
   }));
-}
-
-/** A user's budget and remaining budget (exact decimal text, null = unlimited); NotFoundError('user') when not in this tenant. Roles: app_server and app_gateway. */
-export async function getUserBudget(db: TenantTx, params: { userId: string }): Promise<UserBudget> {
-  assertRole(db, 'getUserBudget');
-  const tenantId = tenantOf(db);
-  assertUuid('userId', params.userId);
-  const row = await db
-    .selectFrom('users')
-    .select((eb) => [decimalText(eb.ref('budget')).as('budget'), decimalText(eb.ref('remaining')).as('remaining')])
-    .where('tenantId', '=', tenantId)
-    .where('id', '=', params.userId)
-    .executeTakeFirst();
-  if (row === undefined) throw new NotFoundError('user', params.userId);
-  return row;
 }
 
 /**
