@@ -286,7 +286,7 @@ begin
         or u.budget_window_start < app.budget_window_start(u.budget_period, u.budget_window_offset_ms, now()))
       then u.budget else u.remaining end - user_held;
     if user_left < hold_amount then
-      return query select 'user'::text, null::uuid, trim_scale(greatest(user_left, 0));
+      return query select 'user'::text, null::uuid, trim_scale(greatest(user_left, 0))::text;
       return;
     end if;
   end if;
@@ -295,7 +295,7 @@ begin
     where tenant_id = tenant and status = 'held' and expires_at > now();
     tenant_left := cap - case when s.window_start >= app.budget_window_start('month', 0, now()) then s.spent else 0 end - tenant_held;
     if tenant_left < hold_amount then
-      return query select 'tenant'::text, null::uuid, trim_scale(greatest(tenant_left, 0));
+      return query select 'tenant'::text, null::uuid, trim_scale(greatest(tenant_left, 0))::text;
       return;
     end if;
   end if;
@@ -336,9 +336,9 @@ begin
   where x.tenant_id = tenant and x.id = hold and x.status = 'held';
   if found then
     perform app.recount_holds(h.user_id);
-    return query select h.user_id, trim_scale(h.amount), true;
+    return query select h.user_id, trim_scale(h.amount)::text, true;
   else
-    return query select h.user_id, trim_scale(h.amount), false;
+    return query select h.user_id, trim_scale(h.amount)::text, false;
   end if;
 end
 $$;

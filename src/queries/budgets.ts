@@ -94,7 +94,7 @@ export async function getUserBudget(db: TenantTx, params: { userId: string }): P
     select trim_scale(budget) as budget, budget_period as period, window_start as "windowStart",
            app.budget_window_end(budget_period, budget_window_offset_ms, window_start) as "windowEnd",
            trim_scale(budget - base) as spent, trim_scale(held) as held,
-           trim_scale(greatest(base - held, 0)) as remaining
+           case when remaining is not null then trim_scale(greatest(base - held, 0)) end as remaining
     from u`.execute(db);
   const row = rows[0];
   if (row === undefined) throw new NotFoundError('user', params.userId);
@@ -126,7 +126,7 @@ export async function getTenantSpend(db: TenantTx): Promise<TenantSpend> {
       from tenants, w where id = ${tenantId}::uuid
     )
     select trim_scale(cap) as cap, w.start as "windowStart", app.budget_window_end('month', 0, w.start) as "windowEnd",
-           trim_scale(spent) as spent, trim_scale(held) as held, trim_scale(greatest(cap - spent - held, 0)) as remaining
+           trim_scale(spent) as spent, trim_scale(held) as held, case when cap is not null then trim_scale(greatest(cap - spent - held, 0)) end as remaining
     from t, w`.execute(db);
   return rows[0]!;
 }
