@@ -18,7 +18,7 @@ const MAX_TYPE_LENGTH = 100;
 /** Longest idempotency key (the column's check: `length between 1 and 200`). */
 const MAX_IDEMPOTENCY_KEY_LENGTH = 200;
 /** Attempts of recordUsage when a conflicting idempotency key vanished before it could be read. */
-const MAX_ATTEMPTS = 3;
+const MAX_ATTEMPTS = 4;
 
 /** A row of `usage`: one charged model call, its tokens and exact cost (decimal text). */
 export type UsageRow = Pick<
@@ -172,7 +172,9 @@ export async function charge(db: TenantTx, tenantId: string, call: ValidCall, se
         .executeTakeFirst();
       if (existing !== undefined) return firstRowOf(call.idempotencyKey, call, existing);
     }
-    if (!outcome.tenantOpen) {
+    if (outcome.retryCapped) {
+      // The tenant has a cap this process did not know of: charge again, in the capped shape.
+    } else if (!outcome.tenantOpen) {
       // The tenant's first charge under a cap: create its spend row, then charge again.
       await sql`select app.open_tenant_spend()`.execute(db);
     } else if (outcome.budgetShort) {
@@ -367,6 +369,8 @@ interface ChargeOutcome {
   tenantShort: boolean;
   /** False: the tenant has a cap but no tenant_spend row yet (nothing charged). */
   tenantOpen: boolean;
+  /** The uncapped shape ran for a tenant with a cap: nothing charged, charge again (capped). */
+  retryCapped: boolean;
   cost: string | null;
   remaining: string | null;
   tenantRemaining: string | null;
@@ -378,11 +382,28 @@ interface ChargeShape {
   agent: boolean;
   message: boolean;
   settle: boolean;
+  /** The tenant has a spend cap: lock and raise its tenant_spend row (see {@link cappedTenants}). */
+  capped: boolean;
+}
+
+/**
+ * Tenants last seen with a spend cap (true) or without (false), in this process: which shape of
+ * the charge statement to try first. Only a hint: the statement checks the cap itself, and a
+ * wrong guess costs one more round trip (recordUsage charges again in the other shape).
+ */
+const cappedTenants = new Map<string, boolean>();
+const MAX_CAPPED_TENANTS = 10_000;
+
+function rememberCapped(tenantId: string, capped: boolean): void {
+  if (cappedTenants.get(tenantId) === capped) return;
+  if (cappedTenants.size >= MAX_CAPPED_TENANTS) cappedTenants.clear();
+  cappedTenants.set(tenantId, capped);
 }
 
 /** Runs the charge statement once and reads what it did. */
 async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall, settle: boolean): Promise<ChargeOutcome> {
-  const shape: ChargeShape = { agent: call.agentId !== null, message: call.messageId !== null, settle };
+  const capped = cappedTenants.get(tenantId) ?? false;
+  const shape: ChargeShape = { agent: call.agentId !== null, message: call.messageId !== null, settle, capped };
   const { rows } = await chargeStatement(db, { ...call, tenantId }, shape).execute(db);
   const row = rows[0];
   if (row === undefined) throw new Error('recordUsage: the charge statement returned no row');
@@ -405,6 +426,7 @@ async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall, settl
           idempotencyKey: row.idempotencyKey,
           createdAt: row.createdAt!,
         };
+  rememberCapped(tenantId, row.capped);
   const budgeted = row.remaining !== null;
   if (inserted !== null && ((budgeted && !row.charged) || (row.tenantRemaining !== null && !row.tenantCharged))) {
     // Cannot happen while the locks taken in `b` and `tb` hold; this keeps a future edit of the SQL honest.
@@ -418,6 +440,7 @@ async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall, settl
     budgetShort: inserted === null && row.budgetShort === true,
     tenantShort: inserted === null && row.tenantShort === true,
     tenantOpen: row.tenantOpen,
+    retryCapped: inserted === null && row.capped && !capped,
     cost: row.cost,
     remaining: row.remaining,
     tenantRemaining: row.tenantRemaining,
@@ -495,16 +518,22 @@ const chargeStatement = statementTemplate(
       // The tenant's spend row, locked, when it has a cap: spent in the month of the charge (the
       // row's month, or nothing yet of a month after it) and its active holds.
       .with('tb', (qb) =>
-        qb
-          .selectFrom('tenantSpend')
-          .select([
-            sql<string>`case when window_start >= app.budget_window_start('month', 0, now()) then spent else 0 end`.as('spent'),
-            sql<Date>`greatest(window_start, app.budget_window_start('month', 0, now()))`.as('windowStart'),
-            sql<string>`case when held_until > now() then held else 0 end`.as('held'),
-          ])
-          .where('tenantId', '=', call.tenantId)
-          .where(sql<boolean>`exists (select from tc)`)
-          .forNoKeyUpdate(),
+        shape.capped
+          ? qb
+              .selectFrom('tenantSpend')
+              .select([
+                sql<string>`case when window_start >= app.budget_window_start('month', 0, now()) then spent else 0 end`.as('spent'),
+                sql<Date>`greatest(window_start, app.budget_window_start('month', 0, now()))`.as('windowStart'),
+                sql<string>`case when held_until > now() then held else 0 end`.as('held'),
+              ])
+              .where('tenantId', '=', call.tenantId)
+              .where(sql<boolean>`exists (select from tc)`)
+              .forNoKeyUpdate()
+          : // Uncapped shape: no spend row to lock or raise (a tenant that has a cap after all is
+            // refused below, and recordUsage charges again in the capped shape).
+            (qb
+              .selectNoFrom([sql<string>`null::numeric`.as('spent'), sql<Date>`null::timestamptz`.as('windowStart'), sql<string>`null::numeric`.as('held')])
+              .where(sql<boolean>`false`) as never),
       )
       .with('refs', (qb) =>
         qb.selectNoFrom((eb) => [
@@ -586,7 +615,8 @@ const chargeStatement = statementTemplate(
                   .where(sql<boolean>`(b.remaining is null or b.base - b.held >= m.cost)`)
                   .where(sql<boolean>`(tc.cap is null or tb.spent + tb.held + m.cost <= tc.cap)`),
               )
-              .$if(shape.settle, (qb) => qb.where(sql<boolean>`(tc.cap is null or tb.spent is not null)`)),
+              .$if(shape.settle, (qb) => qb.where(sql<boolean>`(tc.cap is null or tb.spent is not null)`))
+              .$if(!shape.capped, (qb) => qb.where(sql<boolean>`tc.cap is null`)),
           )
           .onConflict((oc) => oc.columns(['tenantId', 'idempotencyKey']).doNothing())
           .returning([...USAGE_COLUMNS, 'tenantId']),
@@ -605,12 +635,14 @@ const chargeStatement = statementTemplate(
           .returning('users.id'),
       )
       .with('tdec', (qb) =>
-        qb
-          .updateTable('tenantSpend')
-          .from(['ins', 'tb'])
-          .set({ spent: sql<string>`tb.spent + ins.cost`, windowStart: sql<Date>`tb.window_start` })
-          .whereRef('tenantSpend.tenantId', '=', 'ins.tenantId')
-          .returning('tenantSpend.tenantId'),
+        shape.capped
+          ? qb
+              .updateTable('tenantSpend')
+              .from(['ins', 'tb'])
+              .set({ spent: sql<string>`tb.spent + ins.cost`, windowStart: sql<Date>`tb.window_start` })
+              .whereRef('tenantSpend.tenantId', '=', 'ins.tenantId')
+              .returning('tenantSpend.tenantId')
+          : (qb.selectNoFrom(sql<string>`null::uuid`.as('tenantId')).where(sql<boolean>`false`) as never),
       )
       .selectFrom('refs')
       .leftJoin('m', (join) => join.onTrue())
@@ -628,6 +660,7 @@ const chargeStatement = statementTemplate(
         sql<string | null>`case when b.remaining is not null then trim_scale(greatest(b.base - b.held, 0)) end`.as('remaining'),
         sql<boolean | null>`b.base - b.held < m.cost`.as('budgetShort'),
         sql<boolean>`tc.cap is null or tb.spent is not null`.as('tenantOpen'),
+        sql<boolean>`tc.cap is not null`.as('capped'),
         sql<string | null>`case when tb.spent is not null then trim_scale(greatest(tc.cap - tb.spent - tb.held, 0)) end`.as('tenantRemaining'),
         sql<boolean | null>`tb.spent + tb.held + m.cost > tc.cap`.as('tenantShort'),
         eb.exists(eb.selectFrom('dec').select(sql.lit(1).as('one'))).as('charged'),
