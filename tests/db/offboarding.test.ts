@@ -67,6 +67,10 @@ async function insertTenantWorld(db: Kysely<any>, roleId: number, modelId: numbe
     insert into usage (tenant_id, user_id, model_id, agent_scope, agent_id, message_id, type, input_tokens, output_tokens, cost, idempotency_key) values
       (${tenantId}, ${u1!.id}, ${modelId}, ${tenantId}, ${agent!.id}, ${reply}, 'chat', 1234, 567, 0.000584, 'req-1'),
       (${tenantId}, ${u1!.id}, ${modelId}, null, null, null, 'embedding', 10, 0, 0.10000000000000000001, null)`);
+  // Spend control (migration 0015): the tenant's month under its cap, and a reservation settled by the first charge.
+  await q(sql`insert into tenant_spend (tenant_id, window_start, spent) values (${tenantId}, date_trunc('month', now()), 0.100584)`);
+  await q(sql`insert into budget_holds (tenant_id, user_id, amount, expires_at, status, usage_id)
+    select tenant_id, user_id, 0.01, now() + interval '10 minutes', 'settled', id from usage where tenant_id = ${tenantId} and idempotency_key = 'req-1'`);
   const embedding = toVectorSql(Array.from({ length: 1536 }, (_, i) => (i % 7) / 7 - 0.3));
   await q(sql`insert into vectors (tenant_id, conversation_id, resource_id, tool_id, position, content, embedding) values
     (${tenantId}, ${convo!.id}, ${resource!.id}, ${toolId}, 0, 'a chunk about offboarding', ${embedding}::vector)`);
@@ -133,7 +137,7 @@ describe('exportTenant', () => {
     expect(readdirSync(dir).sort()).toEqual([...manifest.tables.map((e) => e.file), 'manifest.json'].sort());
     expect(JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'))).toEqual(manifest);
     expect(manifest).toMatchObject({ format: 'database-tenant-export', version: 1, tenant: { id: a }, secretKeyIds: ['test'] });
-    expect(manifest.migrations.at(-1)).toMatch(/^0014_admin_functions$/);
+    expect(manifest.migrations.at(-1)).toMatch(/^0015_spend_control$/);
     // Parents first.
     const order = manifest.tables.map((e) => e.table);
     for (const [parent, child] of [['tenants', 'users'], ['users', 'agents'], ['agents', 'agent_tools'], ['conversations', 'messages'], ['messages', 'usage'], ['resources', 'vectors']] as [string, string][]) {
@@ -238,7 +242,7 @@ describe('importTenant refuses, writing nothing', () => {
   it('no manifest (an export that did not finish), other migrations, a missing table file', async () => {
     await expect(importTenant(t.db, { dir: copy((d) => rmSync(join(d, 'manifest.json'))) })).rejects.toThrow(/no manifest/);
     const older = copy((d) => writeFileSync(join(d, 'manifest.json'), JSON.stringify({ ...manifest, migrations: manifest.migrations.slice(0, -1) })));
-    await expect(importTenant(t.db, { dir: older })).rejects.toThrow(/applied here only: 0014_admin_functions/);
+    await expect(importTenant(t.db, { dir: older })).rejects.toThrow(/applied here only: 0015_spend_control/);
     const fewer = copy((d) => writeFileSync(join(d, 'manifest.json'), JSON.stringify({ ...manifest, tables: manifest.tables.filter((e) => e.table !== 'vectors') })));
     await expect(importTenant(t.db, { dir: fewer })).rejects.toThrow(/no file for table vectors/);
     await nothingWritten();
