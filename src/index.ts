@@ -139,6 +139,7 @@ export {
   type CostGrouping,
 } from './queries/usage.ts';
 export { listUsage, type ListUsageParams } from './queries/usage-log.ts';
+export { listBudgetAlerts, resolveBudgetAlert, type BudgetAlert, type ListBudgetAlertsParams } from './queries/budget-alerts.ts';
 export {
   getUserBudget,
   getTenantSpend,

@@ -1,6 +1,29 @@
 -- Why: reverses 0015_spend_control. Budgets become lifetime counters again: a user's remaining
 -- keeps the value of its last window.
 
+create or replace function app.tenant_settings_problem(settings jsonb) returns text
+  language sql
+  immutable
+  parallel safe
+  set search_path = pg_catalog, pg_temp
+as $$
+  select case
+    when settings ? 'maxMonthlySpend'
+         and not (jsonb_typeof(settings -> 'maxMonthlySpend') = 'number' and (settings ->> 'maxMonthlySpend')::numeric >= 0)
+         and not (jsonb_typeof(settings -> 'maxMonthlySpend') = 'string' and (settings ->> 'maxMonthlySpend') ~ '^\d{1,20}(\.\d{1,20})?$')
+      then 'maxMonthlySpend must be a non-negative decimal'
+    when exists (
+      select from unnest(array['allowedDomains', 'features']) k
+      where settings ? k
+        and (jsonb_typeof(settings -> k) <> 'array'
+             or jsonb_array_length(settings -> k) > 100
+             or exists (select from jsonb_array_elements(settings -> k) e
+                        where jsonb_typeof(e) <> 'string' or (e #>> '{}') !~ '^\S{1,255}$')))
+      then 'allowedDomains and features must be arrays of at most 100 strings of 1 to 255 characters without whitespace'
+  end
+$$;
+
+drop table budget_alerts;
 drop index usage_tenant_user_created_id_idx;
 drop index usage_tenant_created_id_idx;
 

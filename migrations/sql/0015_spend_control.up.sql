@@ -5,7 +5,10 @@
 -- counted in tenant_spend, one row per tenant locked by the charges that must fit it. A gateway
 -- reserves budget before it knows a call's cost (budget_holds): an active hold counts against
 -- the user's and the tenant's budget until it is settled, released or expires (computed at read,
--- no cron).
+-- no cron). A charge that takes a user's window or the tenant's month past a threshold of its
+-- budget (tenants.settings.budgetAlertThresholds, default 80 and 100 percent) records one
+-- budget_alerts row per window and threshold, in its own statement, and notifies channel
+-- budget_alerts. Also: listUsage's keyset indexes.
 --
 -- The numbers a charge checks live on the rows it locks (users, tenant_spend), never in a sum read
 -- beside them: a statement waiting for a row lock re-reads that row when it gets it (READ
@@ -378,3 +381,84 @@ grant execute on function app.set_user_budget_period(uuid, text, integer) to app
 -- costSummary's ascending ranges; these add the id for the keyset).
 create index usage_tenant_created_id_idx on usage (tenant_id, created_at desc, id desc);
 create index usage_tenant_user_created_id_idx on usage (tenant_id, user_id, created_at desc, id desc);
+
+-- Alerts: a user's or the tenant's spend crossing a threshold of its budget, once per window.
+create table budget_alerts (
+  tenant_id    uuid not null references tenants (id) on delete cascade,
+  id           uuid not null default gen_random_uuid(),
+  -- NULL: the tenant's monthly cap.
+  user_id      uuid,
+  scope        text not null check (scope in ('user', 'tenant')),
+  -- The window crossed in ('-infinity' for a lifetime budget).
+  window_start timestamptz not null,
+  -- Percent of the budget (80, 100, ...).
+  threshold    integer not null check (threshold between 1 and 1000),
+  severity     text not null check (severity in ('warning', 'critical')),
+  budget       numeric not null,
+  spent        numeric not null,
+  usage_id     uuid not null,
+  resolved_at  timestamptz,
+  created_at   timestamptz not null default now(),
+  primary key (tenant_id, id),
+  foreign key (tenant_id, user_id) references users (tenant_id, id) on delete cascade,
+  foreign key (tenant_id, usage_id) references usage (tenant_id, id) on delete cascade,
+  check ((scope = 'user') = (user_id is not null))
+);
+comment on table budget_alerts is 'A charge that took spend past a threshold of a budget: recorded once per budget, window and threshold, in the charging transaction.';
+-- Serves: recordUsage's ON CONFLICT DO NOTHING: one alert per user (or the tenant), window and threshold.
+create unique index budget_alerts_once_idx on budget_alerts (tenant_id, coalesce(user_id, tenant_id), window_start, threshold);
+-- Serves: listBudgetAlerts, newest first (keyset on created_at desc, id desc), open or resolved.
+create index budget_alerts_tenant_created_idx on budget_alerts (tenant_id, created_at desc, id desc);
+-- Serves: the cascade from usage to the alert its charge raised.
+create index budget_alerts_tenant_usage_idx on budget_alerts (tenant_id, usage_id);
+
+alter table budget_alerts enable row level security;
+alter table budget_alerts force row level security;
+-- Serves: listBudgetAlerts.
+create policy budget_alerts_select on budget_alerts for select
+  using (tenant_id = (select app.current_tenant_id()));
+-- Serves: recordUsage and settleUsage (the gateway's charge statement).
+create policy budget_alerts_insert on budget_alerts for insert
+  with check (tenant_id = (select app.current_tenant_id()));
+-- Serves: resolveBudgetAlert.
+create policy budget_alerts_update on budget_alerts for update
+  using (tenant_id = (select app.current_tenant_id()))
+  with check (tenant_id = (select app.current_tenant_id()));
+-- Serves: nothing of the app (cascades and tenant deletion); one policy per operation.
+create policy budget_alerts_delete on budget_alerts for delete
+  using (tenant_id = (select app.current_tenant_id()));
+grant select, insert on budget_alerts to app_gateway;
+grant select, update (resolved_at) on budget_alerts to app_server;
+
+-- Serves: the check tenants_settings_known (replaces 0014's version): adds budgetAlertThresholds,
+-- the percentages of a budget whose crossing records an alert (default 80 and 100; see
+-- src/queries/tenant-settings.ts, which must agree).
+create or replace function app.tenant_settings_problem(settings jsonb) returns text
+  language sql
+  immutable
+  parallel safe
+  set search_path = pg_catalog, pg_temp
+as $$
+  select case
+    when settings ? 'maxMonthlySpend'
+         and not (jsonb_typeof(settings -> 'maxMonthlySpend') = 'number' and (settings ->> 'maxMonthlySpend')::numeric >= 0)
+         and not (jsonb_typeof(settings -> 'maxMonthlySpend') = 'string' and (settings ->> 'maxMonthlySpend') ~ '^\d{1,20}(\.\d{1,20})?$')
+      then 'maxMonthlySpend must be a non-negative decimal'
+    when settings ? 'budgetAlertThresholds'
+         and (jsonb_typeof(settings -> 'budgetAlertThresholds') <> 'array'
+              or jsonb_array_length(settings -> 'budgetAlertThresholds') > 10
+              or exists (select from jsonb_array_elements(settings -> 'budgetAlertThresholds') e
+                         where case when jsonb_typeof(e) = 'number' and (e #>> '{}') ~ '^\d{1,4}$'
+                                    then (e #>> '{}')::integer not between 1 and 1000 else true end))
+      then 'budgetAlertThresholds must be an array of at most 10 whole percentages from 1 to 1000'
+    when exists (
+      select from unnest(array['allowedDomains', 'features']) k
+      where settings ? k
+        and (jsonb_typeof(settings -> k) <> 'array'
+             or jsonb_array_length(settings -> k) > 100
+             or exists (select from jsonb_array_elements(settings -> k) e
+                        where jsonb_typeof(e) <> 'string' or (e #>> '{}') !~ '^\S{1,255}$')))
+      then 'allowedDomains and features must be arrays of at most 100 strings of 1 to 255 characters without whitespace'
+  end
+$$;
+

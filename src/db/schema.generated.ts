@@ -68,6 +68,21 @@ export interface AppTenantContexts {
   xactStart: Timestamp | null;
 }
 
+export interface BudgetAlerts {
+  budget: Numeric;
+  createdAt: Generated<Timestamp>;
+  id: Generated<string>;
+  resolvedAt: Timestamp | null;
+  scope: string;
+  severity: string;
+  spent: Numeric;
+  tenantId: string;
+  threshold: number;
+  usageId: string;
+  userId: string | null;
+  windowStart: Timestamp;
+}
+
 export interface BudgetHolds {
   amount: Numeric;
   createdAt: Generated<Timestamp>;
@@ -335,6 +350,7 @@ export interface DB {
   agentTools: AgentTools;
   "app.seedRows": AppSeedRows;
   "app.tenantContexts": AppTenantContexts;
+  budgetAlerts: BudgetAlerts;
   budgetHolds: BudgetHolds;
   conversations: Conversations;
   messages: Messages;

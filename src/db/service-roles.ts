@@ -24,6 +24,8 @@ export const FUNCTION_ROLES = {
   getUserBudget: ['app_server', 'app_gateway'],
   getTenantSpend: ['app_server', 'app_gateway'],
   listUsage: ['app_server'],
+  listBudgetAlerts: ['app_server'],
+  resolveBudgetAlert: ['app_server'],
   getCurrentTenant: ['app_server', 'app_gateway', 'app_cms'],
   // The admin path (migration 0014): identity, rank, money and the tenant's own row.
   updateUser: ['app_server'],

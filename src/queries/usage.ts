@@ -492,6 +492,7 @@ const chargeStatement = statementTemplate(
           .selectFrom('users')
           .select([
             'remaining',
+            'budget',
             // What is left of the window the charge counts in: the full budget when the charge
             // opens a window after the stored one, else the stored remaining (also when a charge of
             // a later instant opened a later window first: this one counts there, see recordUsage).
@@ -507,13 +508,15 @@ const chargeStatement = statementTemplate(
           .where('remaining', 'is not', null)
           .forNoKeyUpdate(),
       )
-      // The tenant's monthly cap, when it has one.
+      // The tenant's monthly cap (NULL: none) and alert thresholds (percent).
       .with('tc', (qb) =>
         qb
           .selectFrom('tenants')
-          .select(sql<string>`(settings ->> 'maxMonthlySpend')::numeric`.as('cap'))
-          .where('id', '=', call.tenantId)
-          .where(sql<boolean>`settings ->> 'maxMonthlySpend' is not null`),
+          .select([
+            sql<string | null>`(settings ->> 'maxMonthlySpend')::numeric`.as('cap'),
+            sql<unknown>`coalesce(settings -> 'budgetAlertThresholds', '[80, 100]'::jsonb)`.as('thresholds'),
+          ])
+          .where('id', '=', call.tenantId),
       )
       // The tenant's spend row, locked, when it has a cap: spent in the month of the charge (the
       // row's month, or nothing yet of a month after it) and its active holds.
@@ -527,7 +530,7 @@ const chargeStatement = statementTemplate(
                 sql<string>`case when held_until > now() then held else 0 end`.as('held'),
               ])
               .where('tenantId', '=', call.tenantId)
-              .where(sql<boolean>`exists (select from tc)`)
+              .where(sql<boolean>`exists (select from tc where cap is not null)`)
               .forNoKeyUpdate()
           : // Uncapped shape: no spend row to lock or raise (a tenant that has a cap after all is
             // refused below, and recordUsage charges again in the capped shape).
@@ -644,6 +647,28 @@ const chargeStatement = statementTemplate(
               .returning('tenantSpend.tenantId')
           : (qb.selectNoFrom(sql<string>`null::uuid`.as('tenantId')).where(sql<boolean>`false`) as never),
       )
+      // Alerts: each threshold of the user's budget and of the tenant's cap this charge crossed,
+      // once per window (lifetime: -infinity) and threshold (the unique index; DO NOTHING).
+      .with('al', (qb) =>
+        qb
+          .insertInto('budgetAlerts')
+          .columns(['tenantId', 'userId', 'scope', 'windowStart', 'threshold', 'severity', 'budget', 'spent', 'usageId'])
+          .expression(
+            sql`select ins.tenant_id, ins.user_id, 'user', coalesce(b.window_start, '-infinity'::timestamptz), th.value::integer,
+                  case when th.value::integer >= 100 then 'critical' else 'warning' end, b.budget, b.budget - b.base + ins.cost, ins.id
+                from ins cross join b cross join tc cross join jsonb_array_elements_text(tc.thresholds) th
+                where b.budget > 0 and (b.budget - b.base) * 100 < th.value::integer * b.budget
+                  and (b.budget - b.base + ins.cost) * 100 >= th.value::integer * b.budget
+                union all
+                select ins.tenant_id, null, 'tenant', tb.window_start, th.value::integer,
+                  case when th.value::integer >= 100 then 'critical' else 'warning' end, tc.cap, tb.spent + ins.cost, ins.id
+                from ins cross join tb cross join tc cross join jsonb_array_elements_text(tc.thresholds) th
+                where tc.cap > 0 and tb.spent * 100 < th.value::integer * tc.cap
+                  and (tb.spent + ins.cost) * 100 >= th.value::integer * tc.cap`,
+          )
+          .onConflict((oc) => oc.doNothing())
+          .returning(['id', 'tenantId']),
+      )
       .selectFrom('refs')
       .leftJoin('m', (join) => join.onTrue())
       .leftJoin('u', (join) => join.onTrue())
@@ -665,6 +690,10 @@ const chargeStatement = statementTemplate(
         sql<boolean | null>`tb.spent + tb.held + m.cost > tc.cap`.as('tenantShort'),
         eb.exists(eb.selectFrom('dec').select(sql.lit(1).as('one'))).as('charged'),
         eb.exists(eb.selectFrom('tdec').select(sql.lit(1).as('one'))).as('tenantCharged'),
+        // A notification per alert, sent at commit, for services that LISTEN budget_alerts.
+        sql<number>`(select count(pg_notify('budget_alerts', json_build_object('tenantId', al.tenant_id, 'alertId', al.id)::text)) from al)`.as(
+          'alerts',
+        ),
         'ins.id',
         'ins.userId',
         'ins.modelId',

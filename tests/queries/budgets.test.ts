@@ -8,6 +8,7 @@ import type { TenantTx } from '../../src/db/tenant-tx.ts';
 import { getTenantSpend, getUserBudget, releaseReservation, reserveBudget, settleUsage } from '../../src/queries/budgets.ts';
 import { updateTenant } from '../../src/queries/tenants.ts';
 import { listUsage } from '../../src/queries/usage-log.ts';
+import { listBudgetAlerts, resolveBudgetAlert } from '../../src/queries/budget-alerts.ts';
 import { recordUsage, type RecordUsageParams } from '../../src/queries/usage.ts';
 import { setBudget } from '../../src/queries/user-admin.ts';
 import { insertCatalog, insertTenant } from '../support/fixtures.ts';
@@ -340,5 +341,88 @@ describe('listUsage', () => {
     // Another tenant sees none of it.
     const stranger = await insertTenant(t.db, roleId);
     expect((await asServer(t.db, stranger.tenantId, (tx) => listUsage(tx, { userId: ada }))).items).toEqual([]);
+  });
+});
+
+describe('budget alerts', () => {
+  it('a charge crossing 80 % records a warning, one reaching 100 % a critical alert, each once per window; resolve and filter them', async () => {
+    const { tenantId } = await insertTenant(t.db, roleId);
+    const userId = await insertUser(t.db, tenantId, roleId, '1');
+    await asServer(t.db, tenantId, (tx) => setBudget(tx, { userId, budget: '1', period: 'day' }));
+    await asGateway(t.db, tenantId, (tx) => recordUsage(tx, dimes(userId, 7)));
+    expect((await asServer(t.db, tenantId, (tx) => listBudgetAlerts(tx))).items).toEqual([]);
+    const crossing = await asGateway(t.db, tenantId, (tx) => recordUsage(tx, dimes(userId, 2))); // 0.9: past 80 %
+    await asGateway(t.db, tenantId, (tx) => recordUsage(tx, dimes(userId, 0))); // nothing spent: nothing crossed
+    const reaching = await asGateway(t.db, tenantId, (tx) => recordUsage(tx, dimes(userId, 1))); // exactly 100 %
+    const today = utcDay(new Date());
+    const page = await asServer(t.db, tenantId, (tx) => listBudgetAlerts(tx, { status: 'open' }));
+    expect(page.items).toEqual([
+      expect.objectContaining({ scope: 'user', userId, windowStart: today, threshold: 100, severity: 'critical', budget: '1', spent: '1', usageId: reaching.id, resolvedAt: null }),
+      expect.objectContaining({ scope: 'user', userId, windowStart: today, threshold: 80, severity: 'warning', budget: '1', spent: '0.9', usageId: crossing.id, resolvedAt: null }),
+    ]);
+    const resolved = await asServer(t.db, tenantId, (tx) => resolveBudgetAlert(tx, { alertId: page.items[1]!.id }));
+    expect(resolved.resolvedAt).toBeInstanceOf(Date);
+    expect((await asServer(t.db, tenantId, (tx) => listBudgetAlerts(tx, { status: 'open' }))).items.map((a) => a.threshold)).toEqual([100]);
+    expect((await asServer(t.db, tenantId, (tx) => listBudgetAlerts(tx, { status: 'resolved' }))).items.map((a) => a.threshold)).toEqual([80]);
+    // The next window crosses again: a new alert for it (yesterday's window, as the owner, stands for the closed one).
+    await t.db.updateTable('users').set({ budgetWindowStart: new Date(today.getTime() - 86_400_000) }).where('id', '=', userId).execute();
+    await t.db.updateTable('budgetAlerts').set({ windowStart: new Date(today.getTime() - 86_400_000) }).where('userId', '=', userId).execute();
+    await asGateway(t.db, tenantId, (tx) => recordUsage(tx, dimes(userId, 9)));
+    const all = await asServer(t.db, tenantId, (tx) => listBudgetAlerts(tx, { userId, limit: 2 }));
+    expect(all.items.map((a) => [a.threshold, a.windowStart])).toEqual([[80, today], [100, new Date(today.getTime() - 86_400_000)]]);
+    await expect(asServer(t.db, tenantId, (tx) => resolveBudgetAlert(tx, { alertId: randomUUID() }))).rejects.toBeInstanceOf(NotFoundError);
+    const stranger = await insertTenant(t.db, roleId);
+    await expect(asServer(t.db, stranger.tenantId, (tx) => resolveBudgetAlert(tx, { alertId: page.items[0]!.id }))).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it("the tenant's cap alerts at its own thresholds (budgetAlertThresholds); a refused charge records none", async () => {
+    const { tenantId } = await insertTenant(t.db, roleId);
+    const userId = await insertUser(t.db, tenantId, roleId, null);
+    await asServer(t.db, tenantId, (tx) => updateTenant(tx, { settings: { maxMonthlySpend: '1', budgetAlertThresholds: [100, 50] } }));
+    await asGateway(t.db, tenantId, (tx) => recordUsage(tx, dimes(userId, 6)));
+    await expect(asGateway(t.db, tenantId, (tx) => recordUsage(tx, dimes(userId, 5)))).rejects.toMatchObject({ limit: 'tenant' });
+    await asGateway(t.db, tenantId, (tx) => recordUsage(tx, dimes(userId, 4)));
+    const alerts = (await asServer(t.db, tenantId, (tx) => listBudgetAlerts(tx, { scope: 'tenant' }))).items;
+    expect(alerts.map((a) => [a.threshold, a.severity, a.userId, a.spent, a.budget])).toEqual([[100, 'critical', null, '1', '1'], [50, 'warning', null, '0.6', '1']]);
+    await expect(asServer(t.db, tenantId, (tx) => updateTenant(tx, { settings: { budgetAlertThresholds: [0] } }))).rejects.toMatchObject({ name: 'ValidationError', field: 'settings.budgetAlertThresholds[0]' });
+    const raw = await asServer(t.db, tenantId, (tx) => sql`update tenants set settings = settings || '{"budgetAlertThresholds": [80.5]}'`.execute(tx)).catch((e: { code?: string }) => e);
+    expect((raw as { code?: string }).code).toBe('23514');
+  });
+
+  it.runIf(onServer)('a service LISTENing on budget_alerts is notified at commit, with the tenant and the alert', async () => {
+    const { tenantId } = await insertTenant(t.db, roleId);
+    const userId = await insertUser(t.db, tenantId, roleId, '1');
+    const pg = await import('pg');
+    const listener = new pg.default.Client({ connectionString: t.url });
+    await listener.connect();
+    try {
+      const received: string[] = [];
+      listener.on('notification', (n) => received.push(n.payload ?? ''));
+      await listener.query('listen budget_alerts');
+      await asGateway(t.db, tenantId, async (tx) => {
+        await recordUsage(tx, dimes(userId, 8));
+        await new Promise((r) => setTimeout(r, 100));
+        expect(received).toEqual([]); // not before commit
+      });
+      for (let i = 0; i < 100 && received.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      const [alert] = (await asServer(t.db, tenantId, (tx) => listBudgetAlerts(tx))).items;
+      expect(received.map((p) => JSON.parse(p))).toEqual([{ tenantId, alertId: alert!.id }]);
+    } finally {
+      await listener.end();
+    }
+  });
+
+  it.runIf(onServer)('concurrent charges crossing one threshold record it once', async () => {
+    const { tenantId } = await insertTenant(t.db, roleId);
+    const userId = await insertUser(t.db, tenantId, roleId, '1');
+    const pool = t.open(8);
+    try {
+      await Promise.allSettled(Array.from({ length: 20 }, () => asGateway(pool, tenantId, (tx) => recordUsage(tx, dimes(userId)))));
+    } finally {
+      await pool.destroy();
+    }
+    const alerts = (await asServer(t.db, tenantId, (tx) => listBudgetAlerts(tx))).items;
+    // Newest first by the charge's instant (its transaction's start), which need not be the order they committed in.
+    expect(alerts.map((a) => [a.threshold, a.spent]).sort((x, y) => Number(x[0]) - Number(y[0]))).toEqual([[80, '0.8'], [100, '1']]);
   });
 });
