@@ -160,7 +160,10 @@ export async function charge(db: TenantTx, tenantId: string, call: ValidCall, se
     if (outcome.userFound !== true) throw await uncharged(db, tenantId, call.userId);
     if (outcome.agentFound !== true) throw new NotFoundError('agent', call.agentId ?? '');
     if (outcome.messageFound !== true) throw new NotFoundError('message', call.messageId ?? '');
-    if (outcome.inserted !== null) return outcome.inserted;
+    if (outcome.inserted !== null) {
+      await recordAlerts(db, tenantId, outcome.inserted, outcome.alertInputs);
+      return outcome.inserted;
+    }
     // Nothing inserted: the key was used before (the conflict, or a repeat the budget no longer
     // covers) or the budget is short. A new statement sees rows committed since the first began.
     if (call.idempotencyKey !== null) {
@@ -375,6 +378,90 @@ interface ChargeOutcome {
   remaining: string | null;
   tenantRemaining: string | null;
   inserted: UsageRow | null;
+  /** The budgets as the charge read them, for recordAlerts. */
+  alertInputs: AlertInputs;
+}
+
+/** The budgets a charge read under its locks, and the tenant's alert thresholds (percent). */
+interface AlertInputs {
+  budget: string | null;
+  spentBefore: string | null;
+  windowStart: Date | null;
+  cap: string | null;
+  tenantSpentBefore: string | null;
+  tenantWindowStart: Date | null;
+  thresholds: number[];
+}
+
+/**
+ * Records the alerts a charge raised: each threshold of the user's budget window and of the
+ * tenant's month that the charge took spend past (before < threshold % of the budget <= after),
+ * compared exactly, from the values the charge statement read under its row locks. Crossings are
+ * rare (a few per window), so the charge statement stays small and this second statement runs
+ * only then, in the same transaction; once per window and threshold (unique index, DO NOTHING,
+ * also when charges race); each new alert notifies channel budget_alerts at commit.
+ */
+async function recordAlerts(db: TenantTx, tenantId: string, usage: UsageRow, a: AlertInputs): Promise<void> {
+  const rows: { userId: string | null; scope: 'user' | 'tenant'; windowStart: Date | null; threshold: number; budget: string; spent: string }[] = [];
+  const crossed = (budget: string, before: string) =>
+    a.thresholds.filter((t) => {
+      const b = exact(budget);
+      if (b.value <= 0n) return false;
+      const lhsBefore = mul(exact(before), 100n);
+      const lhsAfter = mul(add(exact(before), exact(usage.cost)), 100n);
+      const rhs = mul(b, BigInt(t));
+      return cmp(lhsBefore, rhs) < 0 && cmp(lhsAfter, rhs) >= 0;
+    });
+  if (a.budget !== null && a.spentBefore !== null) {
+    for (const t of crossed(a.budget, a.spentBefore)) {
+      rows.push({ userId: usage.userId, scope: 'user', windowStart: a.windowStart, threshold: t, budget: a.budget, spent: a.spentBefore });
+    }
+  }
+  if (a.cap !== null && a.tenantSpentBefore !== null) {
+    for (const t of crossed(a.cap, a.tenantSpentBefore)) {
+      rows.push({ userId: null, scope: 'tenant', windowStart: a.tenantWindowStart, threshold: t, budget: a.cap, spent: a.tenantSpentBefore });
+    }
+  }
+  if (rows.length === 0) return;
+  const values = rows.map(
+    (r) => sql`(${tenantId}::uuid, ${r.userId}::uuid, ${r.scope}::text, coalesce(${r.windowStart}::timestamptz, '-infinity'), ${r.threshold}::integer,
+      ${r.threshold >= 100 ? 'critical' : 'warning'}::text, ${r.budget}::numeric, ${r.spent}::numeric + ${usage.cost}::numeric, ${usage.id}::uuid)`,
+  );
+  await sql`
+    with al as (
+      insert into budget_alerts (tenant_id, user_id, scope, window_start, threshold, severity, budget, spent, usage_id)
+      values ${sql.join(values)}
+      on conflict do nothing
+      returning tenant_id, id
+    )
+    select count(pg_notify('budget_alerts', json_build_object('tenantId', al.tenant_id, 'alertId', al.id)::text)) as notified from al`.execute(db);
+}
+
+/** An exact decimal as an integer and a power-of-ten scale ('0.15' → 15n, 2). */
+interface Exact {
+  value: bigint;
+  scale: number;
+}
+function exact(text: string): Exact {
+  const negative = text.startsWith('-');
+  const [whole, fraction = ''] = (negative ? text.slice(1) : text).split('.') as [string, string?];
+  const value = BigInt(whole + fraction);
+  return { value: negative ? -value : value, scale: fraction.length };
+}
+function rescale(x: Exact, scale: number): bigint {
+  return x.value * 10n ** BigInt(scale - x.scale);
+}
+function add(x: Exact, y: Exact): Exact {
+  const scale = Math.max(x.scale, y.scale);
+  return { value: rescale(x, scale) + rescale(y, scale), scale };
+}
+function mul(x: Exact, n: bigint): Exact {
+  return { value: x.value * n, scale: x.scale };
+}
+function cmp(x: Exact, y: Exact): number {
+  const scale = Math.max(x.scale, y.scale);
+  const d = rescale(x, scale) - rescale(y, scale);
+  return d < 0n ? -1 : d > 0n ? 1 : 0;
 }
 
 /** The shapes of the charge statement: agentId and messageId given or not; a settle or a charge. */
@@ -445,6 +532,15 @@ async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall, settl
     remaining: row.remaining,
     tenantRemaining: row.tenantRemaining,
     inserted,
+    alertInputs: {
+      budget: row.budget,
+      spentBefore: row.spentBefore,
+      windowStart: row.windowStart,
+      cap: row.cap,
+      tenantSpentBefore: row.tenantSpentBefore,
+      tenantWindowStart: row.tenantWindowStart,
+      thresholds: Array.isArray(row.thresholds) ? (row.thresholds as number[]) : [],
+    },
   };
 }
 
@@ -647,28 +743,6 @@ const chargeStatement = statementTemplate(
               .returning('tenantSpend.tenantId')
           : (qb.selectNoFrom(sql<string>`null::uuid`.as('tenantId')).where(sql<boolean>`false`) as never),
       )
-      // Alerts: each threshold of the user's budget and of the tenant's cap this charge crossed,
-      // once per window (lifetime: -infinity) and threshold (the unique index; DO NOTHING).
-      .with('al', (qb) =>
-        qb
-          .insertInto('budgetAlerts')
-          .columns(['tenantId', 'userId', 'scope', 'windowStart', 'threshold', 'severity', 'budget', 'spent', 'usageId'])
-          .expression(
-            sql`select ins.tenant_id, ins.user_id, 'user', coalesce(b.window_start, '-infinity'::timestamptz), th.value::integer,
-                  case when th.value::integer >= 100 then 'critical' else 'warning' end, b.budget, b.budget - b.base + ins.cost, ins.id
-                from ins cross join b cross join tc cross join jsonb_array_elements_text(tc.thresholds) th
-                where b.budget > 0 and (b.budget - b.base) * 100 < th.value::integer * b.budget
-                  and (b.budget - b.base + ins.cost) * 100 >= th.value::integer * b.budget
-                union all
-                select ins.tenant_id, null, 'tenant', tb.window_start, th.value::integer,
-                  case when th.value::integer >= 100 then 'critical' else 'warning' end, tc.cap, tb.spent + ins.cost, ins.id
-                from ins cross join tb cross join tc cross join jsonb_array_elements_text(tc.thresholds) th
-                where tc.cap > 0 and tb.spent * 100 < th.value::integer * tc.cap
-                  and (tb.spent + ins.cost) * 100 >= th.value::integer * tc.cap`,
-          )
-          .onConflict((oc) => oc.doNothing())
-          .returning(['id', 'tenantId']),
-      )
       .selectFrom('refs')
       .leftJoin('m', (join) => join.onTrue())
       .leftJoin('u', (join) => join.onTrue())
@@ -690,10 +764,15 @@ const chargeStatement = statementTemplate(
         sql<boolean | null>`tb.spent + tb.held + m.cost > tc.cap`.as('tenantShort'),
         eb.exists(eb.selectFrom('dec').select(sql.lit(1).as('one'))).as('charged'),
         eb.exists(eb.selectFrom('tdec').select(sql.lit(1).as('one'))).as('tenantCharged'),
-        // A notification per alert, sent at commit, for services that LISTEN budget_alerts.
-        sql<number>`(select count(pg_notify('budget_alerts', json_build_object('tenantId', al.tenant_id, 'alertId', al.id)::text)) from al)`.as(
-          'alerts',
-        ),
+        // What the alerts need (see recordAlerts): the budgets and what was spent before this
+        // charge, as read under the locks, and the tenant's thresholds.
+        sql<string | null>`trim_scale(b.budget)`.as('budget'),
+        sql<string | null>`trim_scale(b.budget - b.base)`.as('spentBefore'),
+        sql<Date | null>`b.window_start`.as('windowStart'),
+        sql<string | null>`trim_scale(tc.cap)`.as('cap'),
+        sql<string | null>`trim_scale(tb.spent)`.as('tenantSpentBefore'),
+        sql<Date | null>`tb.window_start`.as('tenantWindowStart'),
+        sql<unknown>`tc.thresholds`.as('thresholds'),
         'ins.id',
         'ins.userId',
         'ins.modelId',
