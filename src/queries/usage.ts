@@ -686,7 +686,7 @@ const chargeStatement = statementTemplate(
               .innerJoin('refs', (join) => join.onTrue())
               .leftJoin('b', (join) => join.onTrue())
               .leftJoin('tc', (join) => join.onTrue())
-              .leftJoin('tb', (join) => join.onTrue())
+              .$if(shape.capped, (qb) => qb.leftJoin('tb', (join) => join.onTrue()))
               .select([
                 sql<string>`${call.tenantId}::uuid`.as('tenantId'),
                 sql<string>`${call.userId}::uuid`.as('userId'),
@@ -703,7 +703,7 @@ const chargeStatement = statementTemplate(
                 sql<string | null>`${call.idempotencyKey}::text`.as('idempotencyKey'),
                 // The charge's instant: its transaction's, or the start of a later window a
                 // charge of a later instant already opened (it never counts in a closed window).
-                sql<Date>`greatest(now(), b.window_start, tb.window_start)`.as('createdAt'),
+                (shape.capped ? sql<Date>`greatest(now(), b.window_start, tb.window_start)` : sql<Date>`greatest(now(), b.window_start)`).as('createdAt'),
               ])
               // Literals, not parameters: every parameter of a template comes from its values.
               .$if(shape.agent, (qb) => qb.where('refs.agentScope', 'is not', null))
@@ -712,9 +712,9 @@ const chargeStatement = statementTemplate(
               .$if(!shape.settle, (qb) =>
                 qb
                   .where(sql<boolean>`(b.remaining is null or b.base - b.held >= m.cost)`)
-                  .where(sql<boolean>`(tc.cap is null or tb.spent + tb.held + m.cost <= tc.cap)`),
+                  .where(shape.capped ? sql<boolean>`(tc.cap is null or tb.spent + tb.held + m.cost <= tc.cap)` : sql<boolean>`true`),
               )
-              .$if(shape.settle, (qb) => qb.where(sql<boolean>`(tc.cap is null or tb.spent is not null)`))
+              .$if(shape.settle && shape.capped, (qb) => qb.where(sql<boolean>`(tc.cap is null or tb.spent is not null)`))
               .$if(!shape.capped, (qb) => qb.where(sql<boolean>`tc.cap is null`)),
           )
           .onConflict((oc) => oc.columns(['tenantId', 'idempotencyKey']).doNothing())
@@ -748,7 +748,7 @@ const chargeStatement = statementTemplate(
       .leftJoin('u', (join) => join.onTrue())
       .leftJoin('b', (join) => join.onTrue())
       .leftJoin('tc', (join) => join.onTrue())
-      .leftJoin('tb', (join) => join.onTrue())
+      .$if(shape.capped, (qb) => qb.leftJoin('tb', (join) => join.onTrue()))
       .leftJoin('ins', (join) => join.onTrue())
       .select((eb) => [
         sql<boolean>`m.cost is not null`.as('modelFound'),
@@ -758,20 +758,20 @@ const chargeStatement = statementTemplate(
         'm.cost',
         sql<string | null>`case when b.remaining is not null then trim_scale(greatest(b.base - b.held, 0)) end`.as('remaining'),
         sql<boolean | null>`b.base - b.held < m.cost`.as('budgetShort'),
-        sql<boolean>`tc.cap is null or tb.spent is not null`.as('tenantOpen'),
+        (shape.capped ? sql<boolean>`tc.cap is null or tb.spent is not null` : sql<boolean>`true`).as('tenantOpen'),
         sql<boolean>`tc.cap is not null`.as('capped'),
-        sql<string | null>`case when tb.spent is not null then trim_scale(greatest(tc.cap - tb.spent - tb.held, 0)) end`.as('tenantRemaining'),
-        sql<boolean | null>`tb.spent + tb.held + m.cost > tc.cap`.as('tenantShort'),
+        (shape.capped ? sql<string | null>`case when tb.spent is not null then trim_scale(greatest(tc.cap - tb.spent - tb.held, 0)) end` : sql<string | null>`null::text`).as('tenantRemaining'),
+        (shape.capped ? sql<boolean | null>`tb.spent + tb.held + m.cost > tc.cap` : sql<boolean | null>`false`).as('tenantShort'),
         eb.exists(eb.selectFrom('dec').select(sql.lit(1).as('one'))).as('charged'),
-        eb.exists(eb.selectFrom('tdec').select(sql.lit(1).as('one'))).as('tenantCharged'),
+        sql<boolean>`${shape.capped ? eb.exists(eb.selectFrom('tdec').select(sql.lit(1).as('one'))) : sql`false`}`.as('tenantCharged'),
         // What the alerts need (see recordAlerts): the budgets and what was spent before this
         // charge, as read under the locks, and the tenant's thresholds.
         sql<string | null>`trim_scale(b.budget)`.as('budget'),
         sql<string | null>`trim_scale(b.budget - b.base)`.as('spentBefore'),
         sql<Date | null>`b.window_start`.as('windowStart'),
         sql<string | null>`trim_scale(tc.cap)`.as('cap'),
-        sql<string | null>`trim_scale(tb.spent)`.as('tenantSpentBefore'),
-        sql<Date | null>`tb.window_start`.as('tenantWindowStart'),
+        (shape.capped ? sql<string | null>`trim_scale(tb.spent)` : sql<string | null>`null::text`).as('tenantSpentBefore'),
+        (shape.capped ? sql<Date | null>`tb.window_start` : sql<Date | null>`null::timestamptz`).as('tenantWindowStart'),
         sql<unknown>`tc.thresholds`.as('thresholds'),
         'ins.id',
         'ins.userId',
