@@ -130,11 +130,20 @@ export interface CostSummaryRow {
  * race. The agent, message, model and user are checked first (NotFoundError); an `agentId` the
  * user may not use (another user's private agent, another tenant's) is refused exactly like one
  * that does not exist: NotFoundError('agent'), nothing charged. One round trip; two on a repeated
- * key or a refusal.
+ * key, a refusal, a crossed alert threshold, or the first charge of this process for a capped tenant.
+ *
+ * Spend control (migration 0015): the charge must fit what is left of the user's budget window
+ * (less the user's active reservations) and of the tenant's monthly cap (less the tenant's), else
+ * BudgetExceededError with `limit` 'user' or 'tenant'. A charge counts in the window its
+ * transaction's instant falls in; the first charge of a new window starts it at the full budget
+ * (no scheduler). When a charge of a later instant opened a later window first, this one counts
+ * there, its createdAt that window's start: no charge goes back into a closed window. A charge
+ * that crosses an alert threshold records the alert (see listBudgetAlerts) in one more statement.
  *
  * Concurrency: the statement locks the user's row (`for no key update`, only when the user has a
  * budget) before it inserts, and holds the lock until the caller's transaction ends, so charges of
- * one budgeted user are serialized and each sees the remaining budget the previous one left.
+ * one budgeted user are serialized and each sees the remaining budget the previous one left. For
+ * a tenant with a cap it locks the tenant's tenant_spend row too: its charges are serialized.
  *
  * @example
  * const usage = await withTenant(db, tenantId, (tx) =>
