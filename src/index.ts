@@ -148,15 +148,30 @@ export { createResource, getResource, listResources, type Resource } from './que
 export {
   recordUsage,
   costSummary,
-  getUserBudget,
   type UsageRow,
   type RecordUsageParams,
   type CostSummaryParams,
   type CostSummaryRow,
   type CostPeriod,
   type CostGrouping,
-  type UserBudget,
 } from './queries/usage.ts';
+export { listUsage, type ListUsageParams } from './queries/usage-log.ts';
+export { listBudgetAlerts, resolveBudgetAlert, type BudgetAlert, type ListBudgetAlertsParams } from './queries/budget-alerts.ts';
+export {
+  getUserBudget,
+  getTenantSpend,
+  reserveBudget,
+  settleUsage,
+  releaseReservation,
+  BUDGET_PERIODS,
+  DEFAULT_RESERVATION_SECONDS,
+  MAX_RESERVATION_SECONDS,
+  type BudgetPeriod,
+  type UserBudget,
+  type TenantSpend,
+  type Reservation,
+  type SettleUsageParams,
+} from './queries/budgets.ts';
 export {
   addChunks,
   similaritySearch,

@@ -132,13 +132,20 @@ export class BudgetExceededError extends Error {
   readonly userId: string;
   /** What the charge would cost (exact decimal text). */
   readonly cost: string;
-  /** What the user has left (exact decimal text). */
+  /** What is left of the limit that refused it (exact decimal text). */
   readonly remaining: string;
-  constructor(userId: string, cost: string, remaining: string) {
-    super(`user ${userId} has ${remaining} left, the charge costs ${cost}`);
+  /** The limit that refused it: the user's budget (window) or the tenant's monthly cap (maxMonthlySpend). */
+  readonly limit: 'user' | 'tenant';
+  constructor(userId: string, cost: string, remaining: string, limit: 'user' | 'tenant' = 'user') {
+    super(
+      limit === 'user'
+        ? `user ${userId} has ${remaining} left, the charge costs ${cost}`
+        : `the tenant's monthly spend cap has ${remaining} left, the charge of user ${userId} costs ${cost}`,
+    );
     this.userId = userId;
     this.cost = cost;
     this.remaining = remaining;
+    this.limit = limit;
   }
 }
 

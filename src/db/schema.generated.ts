@@ -80,6 +80,33 @@ export interface AppTenantContexts {
   xactStart: Timestamp | null;
 }
 
+export interface BudgetAlerts {
+  budget: Numeric;
+  createdAt: Generated<Timestamp>;
+  id: Generated<string>;
+  resolvedAt: Timestamp | null;
+  scope: string;
+  severity: string;
+  spent: Numeric;
+  tenantId: string;
+  threshold: number;
+  usageId: string;
+  userId: string | null;
+  windowStart: Timestamp;
+}
+
+export interface BudgetHolds {
+  amount: Numeric;
+  createdAt: Generated<Timestamp>;
+  expiresAt: Timestamp;
+  id: Generated<string>;
+  status: Generated<string>;
+  tenantId: string;
+  updatedAt: Generated<Timestamp>;
+  usageId: string | null;
+  userId: string;
+}
+
 export interface Conversations {
   agentId: string | null;
   /**
@@ -216,6 +243,16 @@ export interface Tenants {
   updatedAt: Generated<Timestamp>;
 }
 
+export interface TenantSpend {
+  createdAt: Generated<Timestamp>;
+  held: Generated<Numeric>;
+  heldUntil: Timestamp | null;
+  spent: Generated<Numeric>;
+  tenantId: string;
+  updatedAt: Generated<Timestamp>;
+  windowStart: Timestamp;
+}
+
 export interface Tools {
   authenticationType: string | null;
   createdAt: Generated<Timestamp>;
@@ -275,9 +312,29 @@ export interface UserAgents {
 export interface Users {
   apiKeyHash: string | null;
   budget: Numeric | null;
+  /**
+   * none (lifetime), day, week or month: the window `remaining` is of (UTC, ISO weeks).
+   */
+  budgetPeriod: Generated<string>;
+  /**
+   * The user's windows start this many ms after 00:00 UTC (0: calendar days, weeks, months).
+   */
+  budgetWindowOffsetMs: Generated<number>;
+  /**
+   * Start of the window `remaining` belongs to (NULL: lifetime, or no charge yet); a charge in a later window starts again at the full budget.
+   */
+  budgetWindowStart: Timestamp | null;
   createdAt: Generated<Timestamp>;
   email: string;
   firstName: string | null;
+  /**
+   * Sum of the user's active holds when a reservation function last counted them (under the row lock).
+   */
+  held: Generated<Numeric>;
+  /**
+   * Latest expiry among those holds: after it, `held` no longer counts.
+   */
+  heldUntil: Timestamp | null;
   id: Generated<string>;
   lastName: string | null;
   /**
@@ -321,6 +378,8 @@ export interface DB {
   agentTools: AgentTools;
   "app.seedRows": AppSeedRows;
   "app.tenantContexts": AppTenantContexts;
+  budgetAlerts: BudgetAlerts;
+  budgetHolds: BudgetHolds;
   conversations: Conversations;
   messages: Messages;
   models: Models;
@@ -331,6 +390,7 @@ export interface DB {
   rolePolicies: RolePolicies;
   roles: Roles;
   tenants: Tenants;
+  tenantSpend: TenantSpend;
   tools: Tools;
   usage: Usage;
   userAgents: UserAgents;

@@ -22,6 +22,10 @@ export const FUNCTION_ROLES = {
   can: ['app_server'],
   costSummary: ['app_server'],
   getUserBudget: ['app_server', 'app_gateway'],
+  getTenantSpend: ['app_server', 'app_gateway'],
+  listUsage: ['app_server'],
+  listBudgetAlerts: ['app_server'],
+  resolveBudgetAlert: ['app_server'],
   getCurrentTenant: ['app_server', 'app_gateway', 'app_cms'],
   // The admin path (migration 0014): identity, rank, money and the tenant's own row.
   updateUser: ['app_server'],
@@ -37,6 +41,9 @@ export const FUNCTION_ROLES = {
   listModels: ['app_gateway', 'app_cms'],
   getModelByInternalName: ['app_gateway', 'app_cms'],
   recordUsage: ['app_gateway'],
+  reserveBudget: ['app_gateway'],
+  settleUsage: ['app_gateway'],
+  releaseReservation: ['app_gateway'],
   // The key the gateway calls a provider with, decrypted: the gateway only.
   getProviderCredentials: ['app_gateway'],
   // Agents, conversations, messages, resources, vectors: the cms.

@@ -10,6 +10,8 @@ import { decimal } from './validate.ts';
 export interface TenantSettings {
   /** The tenant's spend cap per calendar month (UTC), exact decimal text ('1000', '250.5'). */
   maxMonthlySpend?: string;
+  /** Percentages of a budget (user window or tenant month) whose crossing records an alert; default [80, 100]. */
+  budgetAlertThresholds?: number[];
   /** Origins or hosts the tenant's widgets may run on ('https://acme.com'). */
   allowedDomains?: string[];
   /** Feature flags ('chat', 'knowledge-base'). */
@@ -20,7 +22,7 @@ export interface TenantSettings {
 export type TenantSettingsPatch = { [K in keyof TenantSettings]?: TenantSettings[K] | number | null };
 
 /** The keys updateTenant accepts. */
-export const TENANT_SETTING_KEYS = ['maxMonthlySpend', 'allowedDomains', 'features'] as const;
+export const TENANT_SETTING_KEYS = ['maxMonthlySpend', 'budgetAlertThresholds', 'allowedDomains', 'features'] as const;
 
 const MAX_LIST = 100;
 const LIST_ITEM = /^\S{1,255}$/;
@@ -47,10 +49,23 @@ export function settingsPatch(value: unknown): { set: string; remove: string[] }
       continue;
     }
     if (key === 'maxMonthlySpend') set[key] = canonicalDecimal(decimal(field, item));
+    else if (key === 'budgetAlertThresholds') set[key] = thresholds(field, item);
     else set[key] = stringList(field, item, key === 'features' ? FEATURE : LIST_ITEM);
   }
   if (Object.keys(set).length === 0 && remove.length === 0) throw new ValidationError('settings', 'names no setting to change');
   return { set: JSON.stringify(set), remove };
+}
+
+/** At most 10 whole percentages 1..1000, kept in ascending order without repeats. */
+function thresholds(field: string, value: unknown): number[] {
+  if (!Array.isArray(value)) throw new ValidationError(field, 'must be an array of whole percentages (e.g. [80, 100])');
+  if (value.length > 10) throw new ValidationError(field, `must hold at most 10 thresholds, got ${value.length}`);
+  value.forEach((item, i) => {
+    if (!Number.isInteger(item) || (item as number) < 1 || (item as number) > 1000) {
+      throw new ValidationError(`${field}[${i}]`, `must be a whole percentage from 1 to 1000, got ${JSON.stringify(item)}`);
+    }
+  });
+  return [...new Set(value as number[])].sort((a, b) => a - b);
 }
 
 function stringList(field: string, value: unknown, pattern: RegExp): string[] {

@@ -18,7 +18,7 @@ const MAX_TYPE_LENGTH = 100;
 /** Longest idempotency key (the column's check: `length between 1 and 200`). */
 const MAX_IDEMPOTENCY_KEY_LENGTH = 200;
 /** Attempts of recordUsage when a conflicting idempotency key vanished before it could be read. */
-const MAX_ATTEMPTS = 3;
+const MAX_ATTEMPTS = 4;
 
 /** A row of `usage`: one charged model call, its tokens and exact cost (decimal text). */
 export type UsageRow = Pick<
@@ -117,12 +117,6 @@ export interface CostSummaryRow {
   calls: number;
 }
 
-/** A user's budget and what is left of it, as exact decimal text; null means no limit. */
-export interface UserBudget {
-  budget: string | null;
-  remaining: string | null;
-}
-
 /**
  * Charges a model call to a user in the current tenant: inserts the usage row, with its cost
  * computed in SQL from the model's numeric per-1k prices, and takes that cost off the user's
@@ -136,11 +130,20 @@ export interface UserBudget {
  * race. The agent, message, model and user are checked first (NotFoundError); an `agentId` the
  * user may not use (another user's private agent, another tenant's) is refused exactly like one
  * that does not exist: NotFoundError('agent'), nothing charged. One round trip; two on a repeated
- * key or a refusal.
+ * key, a refusal, a crossed alert threshold, or the first charge of this process for a capped tenant.
+ *
+ * Spend control (migration 0015): the charge must fit what is left of the user's budget window
+ * (less the user's active reservations) and of the tenant's monthly cap (less the tenant's), else
+ * BudgetExceededError with `limit` 'user' or 'tenant'. A charge counts in the window its
+ * transaction's instant falls in; the first charge of a new window starts it at the full budget
+ * (no scheduler). When a charge of a later instant opened a later window first, this one counts
+ * there, its createdAt that window's start: no charge goes back into a closed window. A charge
+ * that crosses an alert threshold records the alert (see listBudgetAlerts) in one more statement.
  *
  * Concurrency: the statement locks the user's row (`for no key update`, only when the user has a
  * budget) before it inserts, and holds the lock until the caller's transaction ends, so charges of
- * one budgeted user are serialized and each sees the remaining budget the previous one left.
+ * one budgeted user are serialized and each sees the remaining budget the previous one left. For
+ * a tenant with a cap it locks the tenant's tenant_spend row too: its charges are serialized.
  *
  * @example
  * const usage = await withTenant(db, tenantId, (tx) =>
@@ -152,14 +155,24 @@ export interface UserBudget {
 export async function recordUsage(db: TenantTx, params: RecordUsageParams): Promise<UsageRow> {
   assertRole(db, 'recordUsage');
   const tenantId = tenantOf(db);
-  const call = validateRecordUsage(params);
+  return charge(db, tenantId, validateRecordUsage(params), false);
+}
+
+/**
+ * recordUsage's loop, also settleUsage's (`settle`: charged whatever is left of the budgets, the
+ * user's remaining floored at 0; see settleUsage for the bound).
+ */
+export async function charge(db: TenantTx, tenantId: string, call: ValidCall, settle: boolean): Promise<UsageRow> {
   for (let attempt = 1; ; attempt++) {
-    const outcome = await chargeOnce(db, tenantId, call);
+    const outcome = await chargeOnce(db, tenantId, call, settle);
     if (outcome.modelFound !== true) throw new NotFoundError('model', call.modelId);
     if (outcome.userFound !== true) throw await uncharged(db, tenantId, call.userId);
     if (outcome.agentFound !== true) throw new NotFoundError('agent', call.agentId ?? '');
     if (outcome.messageFound !== true) throw new NotFoundError('message', call.messageId ?? '');
-    if (outcome.inserted !== null) return outcome.inserted;
+    if (outcome.inserted !== null) {
+      await recordAlerts(db, tenantId, outcome.inserted, outcome.alertInputs);
+      return outcome.inserted;
+    }
     // Nothing inserted: the key was used before (the conflict, or a repeat the budget no longer
     // covers) or the budget is short. A new statement sees rows committed since the first began.
     if (call.idempotencyKey !== null) {
@@ -171,8 +184,15 @@ export async function recordUsage(db: TenantTx, params: RecordUsageParams): Prom
         .executeTakeFirst();
       if (existing !== undefined) return firstRowOf(call.idempotencyKey, call, existing);
     }
-    if (outcome.budgetShort) {
-      throw new BudgetExceededError(call.userId, outcome.cost ?? '', outcome.remaining ?? '');
+    if (outcome.retryCapped) {
+      // The tenant has a cap this process did not know of: charge again, in the capped shape.
+    } else if (!outcome.tenantOpen) {
+      // The tenant's first charge under a cap: create its spend row, then charge again.
+      await sql`select app.open_tenant_spend()`.execute(db);
+    } else if (outcome.budgetShort) {
+      throw new BudgetExceededError(call.userId, outcome.cost ?? '', outcome.remaining ?? '', 'user');
+    } else if (outcome.tenantShort) {
+      throw new BudgetExceededError(call.userId, outcome.cost ?? '', outcome.tenantRemaining ?? '', 'tenant');
     }
     // A conflicting row that was deleted before we could read it: charge again.
     if (attempt >= MAX_ATTEMPTS) {
@@ -246,21 +266,6 @@ export async function costSummary(db: TenantTx, params: CostSummaryParams): Prom
   }));
 }
 
-/** A user's budget and remaining budget (exact decimal text, null = unlimited); NotFoundError('user') when not in this tenant. Roles: app_server and app_gateway. */
-export async function getUserBudget(db: TenantTx, params: { userId: string }): Promise<UserBudget> {
-  assertRole(db, 'getUserBudget');
-  const tenantId = tenantOf(db);
-  assertUuid('userId', params.userId);
-  const row = await db
-    .selectFrom('users')
-    .select((eb) => [decimalText(eb.ref('budget')).as('budget'), decimalText(eb.ref('remaining')).as('remaining')])
-    .where('tenantId', '=', tenantId)
-    .where('id', '=', params.userId)
-    .executeTakeFirst();
-  if (row === undefined) throw new NotFoundError('user', params.userId);
-  return row;
-}
-
 /**
  * The parameters that make a call the same request as the usage row its key wrote: all of them but
  * the key, and not the cost, which follows the model's price at the time of the call (a repeat
@@ -299,7 +304,7 @@ function firstRowOf(key: string, call: ValidCall, row: UsageRow): UsageRow {
 
 const KEY_COLUMNS = { model: 'usage.modelId', user: 'usage.userId', agent: 'usage.agentId' } as const;
 
-interface ValidCall {
+export interface ValidCall {
   userId: string;
   modelId: number;
   type: string;
@@ -312,7 +317,7 @@ interface ValidCall {
   idempotencyKey: string | null;
 }
 
-function validateRecordUsage(params: RecordUsageParams): ValidCall {
+export function validateRecordUsage(params: RecordUsageParams): ValidCall {
   if (typeof params !== 'object' || params === null) throw new ValidationError('params', 'must be an object');
   assertUuid('userId', params.userId);
   assertInt4('modelId', params.modelId, 1);
@@ -370,16 +375,131 @@ interface ChargeOutcome {
   userFound: boolean | null;
   agentFound: boolean | null;
   messageFound: boolean | null;
-  /** The user has a budget and it is less than the cost. */
+  /** The user has a budget and what is left of its window (less active holds) is less than the cost. */
   budgetShort: boolean;
+  /** The tenant has a monthly cap and what is left of it (less active holds) is less than the cost. */
+  tenantShort: boolean;
+  /** False: the tenant has a cap but no tenant_spend row yet (nothing charged). */
+  tenantOpen: boolean;
+  /** The uncapped shape ran for a tenant with a cap: nothing charged, charge again (capped). */
+  retryCapped: boolean;
   cost: string | null;
   remaining: string | null;
+  tenantRemaining: string | null;
   inserted: UsageRow | null;
+  /** The budgets as the charge read them, for recordAlerts. */
+  alertInputs: AlertInputs;
+}
+
+/** The budgets a charge read under its locks, and the tenant's alert thresholds (percent). */
+interface AlertInputs {
+  budget: string | null;
+  spentBefore: string | null;
+  windowStart: Date | null;
+  cap: string | null;
+  tenantSpentBefore: string | null;
+  tenantWindowStart: Date | null;
+  thresholds: number[];
+}
+
+/**
+ * Records the alerts a charge raised: each threshold of the user's budget window and of the
+ * tenant's month that the charge took spend past (before < threshold % of the budget <= after),
+ * compared exactly, from the values the charge statement read under its row locks. Crossings are
+ * rare (a few per window), so the charge statement stays small and this second statement runs
+ * only then, in the same transaction; once per window and threshold (unique index, DO NOTHING,
+ * also when charges race); each new alert notifies channel budget_alerts at commit.
+ */
+async function recordAlerts(db: TenantTx, tenantId: string, usage: UsageRow, a: AlertInputs): Promise<void> {
+  const rows: { userId: string | null; scope: 'user' | 'tenant'; windowStart: Date | null; threshold: number; budget: string; spent: string }[] = [];
+  const crossed = (budget: string, before: string) =>
+    a.thresholds.filter((t) => {
+      const b = exact(budget);
+      if (b.value <= 0n) return false;
+      const lhsBefore = mul(exact(before), 100n);
+      const lhsAfter = mul(add(exact(before), exact(usage.cost)), 100n);
+      const rhs = mul(b, BigInt(t));
+      return cmp(lhsBefore, rhs) < 0 && cmp(lhsAfter, rhs) >= 0;
+    });
+  if (a.budget !== null && a.spentBefore !== null) {
+    for (const t of crossed(a.budget, a.spentBefore)) {
+      rows.push({ userId: usage.userId, scope: 'user', windowStart: a.windowStart, threshold: t, budget: a.budget, spent: a.spentBefore });
+    }
+  }
+  if (a.cap !== null && a.tenantSpentBefore !== null) {
+    for (const t of crossed(a.cap, a.tenantSpentBefore)) {
+      rows.push({ userId: null, scope: 'tenant', windowStart: a.tenantWindowStart, threshold: t, budget: a.cap, spent: a.tenantSpentBefore });
+    }
+  }
+  if (rows.length === 0) return;
+  const values = rows.map(
+    (r) => sql`(${tenantId}::uuid, ${r.userId}::uuid, ${r.scope}::text, coalesce(${r.windowStart}::timestamptz, '-infinity'), ${r.threshold}::integer,
+      ${r.threshold >= 100 ? 'critical' : 'warning'}::text, ${r.budget}::numeric, ${r.spent}::numeric + ${usage.cost}::numeric, ${usage.id}::uuid)`,
+  );
+  await sql`
+    with al as (
+      insert into budget_alerts (tenant_id, user_id, scope, window_start, threshold, severity, budget, spent, usage_id)
+      values ${sql.join(values)}
+      on conflict do nothing
+      returning tenant_id, id
+    )
+    select count(pg_notify('budget_alerts', json_build_object('tenantId', al.tenant_id, 'alertId', al.id)::text)) as notified from al`.execute(db);
+}
+
+/** An exact decimal as an integer and a power-of-ten scale ('0.15' → 15n, 2). */
+interface Exact {
+  value: bigint;
+  scale: number;
+}
+function exact(text: string): Exact {
+  const negative = text.startsWith('-');
+  const [whole, fraction = ''] = (negative ? text.slice(1) : text).split('.') as [string, string?];
+  const value = BigInt(whole + fraction);
+  return { value: negative ? -value : value, scale: fraction.length };
+}
+function rescale(x: Exact, scale: number): bigint {
+  return x.value * 10n ** BigInt(scale - x.scale);
+}
+function add(x: Exact, y: Exact): Exact {
+  const scale = Math.max(x.scale, y.scale);
+  return { value: rescale(x, scale) + rescale(y, scale), scale };
+}
+function mul(x: Exact, n: bigint): Exact {
+  return { value: x.value * n, scale: x.scale };
+}
+function cmp(x: Exact, y: Exact): number {
+  const scale = Math.max(x.scale, y.scale);
+  const d = rescale(x, scale) - rescale(y, scale);
+  return d < 0n ? -1 : d > 0n ? 1 : 0;
+}
+
+/** The shapes of the charge statement: agentId and messageId given or not; a settle or a charge. */
+interface ChargeShape {
+  agent: boolean;
+  message: boolean;
+  settle: boolean;
+  /** The tenant has a spend cap: lock and raise its tenant_spend row (see {@link cappedTenants}). */
+  capped: boolean;
+}
+
+/**
+ * Tenants last seen with a spend cap (true) or without (false), in this process: which shape of
+ * the charge statement to try first. Only a hint: the statement checks the cap itself, and a
+ * wrong guess costs one more round trip (recordUsage charges again in the other shape).
+ */
+const cappedTenants = new Map<string, boolean>();
+const MAX_CAPPED_TENANTS = 10_000;
+
+function rememberCapped(tenantId: string, capped: boolean): void {
+  if (cappedTenants.get(tenantId) === capped) return;
+  if (cappedTenants.size >= MAX_CAPPED_TENANTS) cappedTenants.clear();
+  cappedTenants.set(tenantId, capped);
 }
 
 /** Runs the charge statement once and reads what it did. */
-async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall): Promise<ChargeOutcome> {
-  const shape = { agent: call.agentId !== null, message: call.messageId !== null };
+async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall, settle: boolean): Promise<ChargeOutcome> {
+  const capped = cappedTenants.get(tenantId) ?? false;
+  const shape: ChargeShape = { agent: call.agentId !== null, message: call.messageId !== null, settle, capped };
   const { rows } = await chargeStatement(db, { ...call, tenantId }, shape).execute(db);
   const row = rows[0];
   if (row === undefined) throw new Error('recordUsage: the charge statement returned no row');
@@ -402,9 +522,10 @@ async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall): Prom
           idempotencyKey: row.idempotencyKey,
           createdAt: row.createdAt!,
         };
+  rememberCapped(tenantId, row.capped);
   const budgeted = row.remaining !== null;
-  if (inserted !== null && budgeted && !row.charged) {
-    // Cannot happen while the lock taken in `b` holds; this keeps a future edit of the SQL honest.
+  if (inserted !== null && ((budgeted && !row.charged) || (row.tenantRemaining !== null && !row.tenantCharged))) {
+    // Cannot happen while the locks taken in `b` and `tb` hold; this keeps a future edit of the SQL honest.
     throw new Error('recordUsage: a usage row was inserted without charging the budget');
   }
   return {
@@ -413,9 +534,22 @@ async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall): Prom
     agentFound: row.agentFound,
     messageFound: row.messageFound,
     budgetShort: inserted === null && row.budgetShort === true,
+    tenantShort: inserted === null && row.tenantShort === true,
+    tenantOpen: row.tenantOpen,
+    retryCapped: inserted === null && row.capped && !capped,
     cost: row.cost,
     remaining: row.remaining,
+    tenantRemaining: row.tenantRemaining,
     inserted,
+    alertInputs: {
+      budget: row.budget,
+      spentBefore: row.spentBefore,
+      windowStart: row.windowStart,
+      cap: row.cap,
+      tenantSpentBefore: row.tenantSpentBefore,
+      tenantWindowStart: row.tenantWindowStart,
+      thresholds: Array.isArray(row.thresholds) ? (row.thresholds as number[]) : [],
+    },
   };
 }
 
@@ -438,7 +572,7 @@ async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall): Prom
  * The final select reports what happened, so that errors need no further query.
  */
 const chargeStatement = statementTemplate(
-  (db: Kysely<DB>, call: ValidCall & { tenantId: string }, shape: { agent: boolean; message: boolean }) =>
+  (db: Kysely<DB>, call: ValidCall & { tenantId: string }, shape: ChargeShape) =>
     db
       .with('m', (qb) =>
         qb
@@ -461,11 +595,53 @@ const chargeStatement = statementTemplate(
       .with('b', (qb) =>
         qb
           .selectFrom('users')
-          .select('remaining')
+          .select([
+            'remaining',
+            'budget',
+            // What is left of the window the charge counts in: the full budget when the charge
+            // opens a window after the stored one, else the stored remaining (also when a charge of
+            // a later instant opened a later window first: this one counts there, see recordUsage).
+            sql<string>`case when budget_period <> 'none' and (budget_window_start is null
+              or budget_window_start < app.budget_window_start(budget_period, budget_window_offset_ms, now()))
+              then budget else remaining end`.as('base'),
+            sql<Date | null>`case when budget_period <> 'none'
+              then greatest(budget_window_start, app.budget_window_start(budget_period, budget_window_offset_ms, now())) end`.as('windowStart'),
+            sql<string>`case when held_until > now() then held else 0 end`.as('held'),
+          ])
           .where('tenantId', '=', call.tenantId)
           .where('id', '=', call.userId)
           .where('remaining', 'is not', null)
           .forNoKeyUpdate(),
+      )
+      // The tenant's monthly cap (NULL: none) and alert thresholds (percent).
+      .with('tc', (qb) =>
+        qb
+          .selectFrom('tenants')
+          .select([
+            sql<string | null>`(settings ->> 'maxMonthlySpend')::numeric`.as('cap'),
+            sql<unknown>`coalesce(settings -> 'budgetAlertThresholds', '[80, 100]'::jsonb)`.as('thresholds'),
+          ])
+          .where('id', '=', call.tenantId),
+      )
+      // The tenant's spend row, locked, when it has a cap: spent in the month of the charge (the
+      // row's month, or nothing yet of a month after it) and its active holds.
+      .with('tb', (qb) =>
+        shape.capped
+          ? qb
+              .selectFrom('tenantSpend')
+              .select([
+                sql<string>`case when window_start >= app.budget_window_start('month', 0, now()) then spent else 0 end`.as('spent'),
+                sql<Date>`greatest(window_start, app.budget_window_start('month', 0, now()))`.as('windowStart'),
+                sql<string>`case when held_until > now() then held else 0 end`.as('held'),
+              ])
+              .where('tenantId', '=', call.tenantId)
+              .where(sql<boolean>`exists (select from tc where cap is not null)`)
+              .forNoKeyUpdate()
+          : // Uncapped shape: no spend row to lock or raise (a tenant that has a cap after all is
+            // refused below, and recordUsage charges again in the capped shape).
+            (qb
+              .selectNoFrom([sql<string>`null::numeric`.as('spent'), sql<Date>`null::timestamptz`.as('windowStart'), sql<string>`null::numeric`.as('held')])
+              .where(sql<boolean>`false`) as never),
       )
       .with('refs', (qb) =>
         qb.selectNoFrom((eb) => [
@@ -510,6 +686,7 @@ const chargeStatement = statementTemplate(
             'cacheWriteTokens',
             'cost',
             'idempotencyKey',
+            'createdAt',
           ])
           .expression((eb) =>
             eb
@@ -517,6 +694,8 @@ const chargeStatement = statementTemplate(
               .innerJoin('u', (join) => join.onTrue())
               .innerJoin('refs', (join) => join.onTrue())
               .leftJoin('b', (join) => join.onTrue())
+              .leftJoin('tc', (join) => join.onTrue())
+              .$if(shape.capped, (qb) => qb.leftJoin('tb', (join) => join.onTrue()))
               .select([
                 sql<string>`${call.tenantId}::uuid`.as('tenantId'),
                 sql<string>`${call.userId}::uuid`.as('userId'),
@@ -531,11 +710,21 @@ const chargeStatement = statementTemplate(
                 sql<number>`${call.cacheWriteTokens}::integer`.as('cacheWriteTokens'),
                 'm.cost',
                 sql<string | null>`${call.idempotencyKey}::text`.as('idempotencyKey'),
+                // The charge's instant: its transaction's, or the start of a later window a
+                // charge of a later instant already opened (it never counts in a closed window).
+                (shape.capped ? sql<Date>`greatest(now(), b.window_start, tb.window_start)` : sql<Date>`greatest(now(), b.window_start)`).as('createdAt'),
               ])
               // Literals, not parameters: every parameter of a template comes from its values.
               .$if(shape.agent, (qb) => qb.where('refs.agentScope', 'is not', null))
               .where('refs.messageFound', '=', sql.lit(true))
-              .where((eb) => eb.or([eb('b.remaining', 'is', null), eb('b.remaining', '>=', eb.ref('m.cost'))])),
+              // A settle (settleUsage) is charged whatever is left: the call happened.
+              .$if(!shape.settle, (qb) =>
+                qb
+                  .where(sql<boolean>`(b.remaining is null or b.base - b.held >= m.cost)`)
+                  .where(shape.capped ? sql<boolean>`(tc.cap is null or tb.spent + tb.held + m.cost <= tc.cap)` : sql<boolean>`true`),
+              )
+              .$if(shape.settle && shape.capped, (qb) => qb.where(sql<boolean>`(tc.cap is null or tb.spent is not null)`))
+              .$if(!shape.capped, (qb) => qb.where(sql<boolean>`tc.cap is null`)),
           )
           .onConflict((oc) => oc.columns(['tenantId', 'idempotencyKey']).doNothing())
           .returning([...USAGE_COLUMNS, 'tenantId']),
@@ -543,17 +732,32 @@ const chargeStatement = statementTemplate(
       .with('dec', (qb) =>
         qb
           .updateTable('users')
-          .from('ins')
-          .set((eb) => ({ remaining: eb('users.remaining', '-', eb.ref('ins.cost')) }))
+          .from(['ins', 'b'])
+          .set({
+            remaining: shape.settle ? sql<string>`greatest(b.base - ins.cost, 0)` : sql<string>`b.base - ins.cost`,
+            budgetWindowStart: sql<Date | null>`b.window_start`,
+          })
           .whereRef('users.tenantId', '=', 'ins.tenantId')
           .whereRef('users.id', '=', 'ins.userId')
-          .whereRef('users.remaining', '>=', 'ins.cost')
+          .$if(!shape.settle, (qb) => qb.whereRef('b.base', '>=', 'ins.cost'))
           .returning('users.id'),
+      )
+      .with('tdec', (qb) =>
+        shape.capped
+          ? qb
+              .updateTable('tenantSpend')
+              .from(['ins', 'tb'])
+              .set({ spent: sql<string>`tb.spent + ins.cost`, windowStart: sql<Date>`tb.window_start` })
+              .whereRef('tenantSpend.tenantId', '=', 'ins.tenantId')
+              .returning('tenantSpend.tenantId')
+          : (qb.selectNoFrom(sql<string>`null::uuid`.as('tenantId')).where(sql<boolean>`false`) as never),
       )
       .selectFrom('refs')
       .leftJoin('m', (join) => join.onTrue())
       .leftJoin('u', (join) => join.onTrue())
       .leftJoin('b', (join) => join.onTrue())
+      .leftJoin('tc', (join) => join.onTrue())
+      .$if(shape.capped, (qb) => qb.leftJoin('tb', (join) => join.onTrue()))
       .leftJoin('ins', (join) => join.onTrue())
       .select((eb) => [
         sql<boolean>`m.cost is not null`.as('modelFound'),
@@ -561,9 +765,23 @@ const chargeStatement = statementTemplate(
         (shape.agent ? sql<boolean>`${sql.ref('refs.agentScope')} is not null` : sql<boolean>`true`).as('agentFound'),
         'refs.messageFound',
         'm.cost',
-        sql<string | null>`trim_scale(b.remaining)`.as('remaining'),
-        sql<boolean | null>`b.remaining < m.cost`.as('budgetShort'),
+        sql<string | null>`case when b.remaining is not null then trim_scale(greatest(b.base - b.held, 0)) end`.as('remaining'),
+        sql<boolean | null>`b.base - b.held < m.cost`.as('budgetShort'),
+        (shape.capped ? sql<boolean>`tc.cap is null or tb.spent is not null` : sql<boolean>`true`).as('tenantOpen'),
+        sql<boolean>`tc.cap is not null`.as('capped'),
+        (shape.capped ? sql<string | null>`case when tb.spent is not null then trim_scale(greatest(tc.cap - tb.spent - tb.held, 0)) end` : sql<string | null>`null::text`).as('tenantRemaining'),
+        (shape.capped ? sql<boolean | null>`tb.spent + tb.held + m.cost > tc.cap` : sql<boolean | null>`false`).as('tenantShort'),
         eb.exists(eb.selectFrom('dec').select(sql.lit(1).as('one'))).as('charged'),
+        sql<boolean>`${shape.capped ? eb.exists(eb.selectFrom('tdec').select(sql.lit(1).as('one'))) : sql`false`}`.as('tenantCharged'),
+        // What the alerts need (see recordAlerts): the budgets and what was spent before this
+        // charge, as read under the locks, and the tenant's thresholds.
+        sql<string | null>`trim_scale(b.budget)`.as('budget'),
+        sql<string | null>`trim_scale(b.budget - b.base)`.as('spentBefore'),
+        sql<Date | null>`b.window_start`.as('windowStart'),
+        sql<string | null>`trim_scale(tc.cap)`.as('cap'),
+        (shape.capped ? sql<string | null>`trim_scale(tb.spent)` : sql<string | null>`null::text`).as('tenantSpentBefore'),
+        (shape.capped ? sql<Date | null>`tb.window_start` : sql<Date | null>`null::timestamptz`).as('tenantWindowStart'),
+        sql<unknown>`tc.thresholds`.as('thresholds'),
         'ins.id',
         'ins.userId',
         'ins.modelId',

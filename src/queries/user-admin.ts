@@ -13,6 +13,7 @@ import type { TenantTx } from '../db/tenant-tx.ts';
 import { cursorTimestamp, decodeCursor, toPage, type CursorScope, type Page, keysetPast } from './cursor.ts';
 import { generateApiKey, hashApiKey, normalizeEmail, userColumns, type User } from './users.ts';
 import { assertInt, assertOptionalText, assertUuid, decimal, pageLimit } from './validate.ts';
+import { BUDGET_PERIODS, type BudgetPeriod } from './budgets.ts';
 
 /** What a user's status may be: `disabled` users cannot authenticate nor be charged. */
 export const USER_STATUSES = ['active', 'disabled'] as const;
@@ -108,27 +109,54 @@ export async function setUserRole(db: TenantTx, params: { userId: string; roleId
  * Sets a user's budget (an exact decimal; `null` removes the limit). What was spent of the old
  * budget stays spent: remaining becomes `budget - (old budget - old remaining)`, at least 0 (the
  * whole budget for a user who had no limit); with `reset: true` remaining is the whole budget.
+ * `period` makes it a budget per window: 'none' (lifetime, the default of a new user), 'day',
+ * 'week' (ISO, from Monday) or 'month', in UTC; `windowOffsetMs` (0..86,399,999, default 0)
+ * starts each window that long after 00:00 UTC (a billing day of another time zone). Giving
+ * `period` or `windowOffsetMs` starts a new window at the full budget. A charge counts in the
+ * window of its instant; the first charge of a new window starts it again at the full budget
+ * (no scheduler: see recordUsage).
  *
  * @example
  * await withTenant(db, tenantId, (tx) => setBudget(tx, { userId, budget: '50.00' }));   // spent 5 of 25: remaining '45'
+ * await withTenant(db, tenantId, (tx) => setBudget(tx, { userId, budget: '5', period: 'day' }));   // 5 per UTC day
  *
  * Roles: app_server (README, "Production roles").
  */
 export async function setBudget(
   db: TenantTx,
-  params: { userId: string; budget: string | number | null; reset?: boolean },
+  params: { userId: string; budget: string | number | null; reset?: boolean; period?: BudgetPeriod; windowOffsetMs?: number },
 ): Promise<User> {
   assertRole(db, 'setBudget');
   const tenantId = tenantOf(db);
   assertUuid('userId', params.userId);
   const budget = params.budget === null ? null : decimal('budget', params.budget);
   if (params.reset !== undefined && typeof params.reset !== 'boolean') throw new ValidationError('reset', 'must be a boolean');
-  return adminUpdate(
+  if (params.period !== undefined && !(BUDGET_PERIODS as readonly unknown[]).includes(params.period)) {
+    throw new ValidationError('period', `must be 'none', 'day', 'week' or 'month', got ${JSON.stringify(params.period)}`);
+  }
+  if (params.windowOffsetMs !== undefined) {
+    assertInt('windowOffsetMs', params.windowOffsetMs, 0);
+    if (params.windowOffsetMs > 86_399_999) throw new ValidationError('windowOffsetMs', `must be less than a day (86,400,000), got ${params.windowOffsetMs}`);
+  }
+  const user = await adminUpdate(
     db,
     tenantId,
     params.userId,
     sql`app.set_user_budget(${params.userId}::uuid, ${budget}::numeric, ${params.reset === true}::boolean)`,
   );
+  if (params.period === undefined && params.windowOffsetMs === undefined) return user;
+  const period = params.period ?? (await currentPeriod(db, tenantId, params.userId));
+  return adminUpdate(
+    db,
+    tenantId,
+    params.userId,
+    sql`app.set_user_budget_period(${params.userId}::uuid, ${period}::text, ${params.windowOffsetMs ?? 0}::integer)`,
+  );
+}
+
+async function currentPeriod(db: TenantTx, tenantId: string, userId: string): Promise<BudgetPeriod> {
+  const row = await db.selectFrom('users').select('budgetPeriod').where('tenantId', '=', tenantId).where('id', '=', userId).executeTakeFirstOrThrow();
+  return row.budgetPeriod as BudgetPeriod;
 }
 
 /**

@@ -73,6 +73,12 @@ async function insertTenantWorld(db: Kysely<any>, roleId: number, modelId: numbe
     insert into usage (tenant_id, user_id, model_id, agent_scope, agent_id, message_id, type, input_tokens, output_tokens, cost, idempotency_key) values
       (${tenantId}, ${u1!.id}, ${modelId}, ${tenantId}, ${agent!.id}, ${reply}, 'chat', 1234, 567, 0.000584, 'req-1'),
       (${tenantId}, ${u1!.id}, ${modelId}, null, null, null, 'embedding', 10, 0, 0.10000000000000000001, null)`);
+  // Spend control (migration 0015): the tenant's month under its cap, and a reservation settled by the first charge.
+  await q(sql`insert into tenant_spend (tenant_id, window_start, spent) values (${tenantId}, date_trunc('month', now()), 0.100584)`);
+  await q(sql`insert into budget_holds (tenant_id, user_id, amount, expires_at, status, usage_id)
+    select tenant_id, user_id, 0.01, now() + interval '10 minutes', 'settled', id from usage where tenant_id = ${tenantId} and idempotency_key = 'req-1'`);
+  await q(sql`insert into budget_alerts (tenant_id, user_id, scope, window_start, threshold, severity, budget, spent, usage_id)
+    select tenant_id, null, 'tenant', date_trunc('month', now()), 80, 'warning', 0.1, 0.100584, id from usage where tenant_id = ${tenantId} and idempotency_key = 'req-1'`);
   const embedding = toVectorSql(Array.from({ length: 1536 }, (_, i) => (i % 7) / 7 - 0.3));
   await q(sql`insert into vectors (tenant_id, conversation_id, resource_id, tool_id, position, content, embedding) values
     (${tenantId}, ${convo!.id}, ${resource!.id}, ${toolId}, 0, 'a chunk about offboarding', ${embedding}::vector)`);

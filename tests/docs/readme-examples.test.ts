@@ -129,9 +129,11 @@ describe('README.md examples', () => {
   const blocks = [...blocksOf('Using it from a service'), ...blocksOf('The API')];
 
   it('has ts examples in both sections, with values to check', () => {
-    expect(blocks.map((b) => b.section)).toEqual(['Using it from a service', 'The API', 'The API', 'The API']);
+    const sections = blocks.map((b) => b.section);
+    expect(sections[0]).toBe('Using it from a service');
+    expect(sections.slice(1).every((s) => s === 'The API') && sections.length >= 4).toBe(true);
     const claimed = blocks.flatMap((b) => prepare(b).claims.map((c) => c.expr));
-    expect(claimed).toEqual(expect.arrayContaining(['rows', 'user.budget', 'owner', 'usage.cost', 'toppedUp.remaining', 'await authenticateApiKey(db, apiKey)', 'tenant.settings']));
+    expect(claimed).toEqual(expect.arrayContaining(['rows', 'user.budget', 'owner', 'usage.cost', 'toppedUp.remaining', 'await authenticateApiKey(db, apiKey)', 'tenant.settings', 'after.remaining', 'big.limit']));
   });
 
   it('run as written against the seeded database and give the values their comments show', async () => {

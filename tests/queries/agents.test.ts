@@ -465,7 +465,12 @@ describe('the tenant wall', () => {
       expect((await tx.selectFrom('agentTools').select('toolId').where('agentId', '=', cat.globalAgentId).execute()).length).toBe(3);
     });
     await expect(inA((tx) => tx.insertInto('agents').values({ tenantId: null, modelId: cat.modelId, name: 'Fake global' }).execute())).rejects.toMatchObject({ code: '42501' });
-    await expect(inA((tx) => tx.insertInto('agentTools').values({ agentId: cat.plainGlobalAgentId, toolId: cat.tools.code }).execute())).rejects.toMatchObject({ code: '42501' });
+    // agent_scope defaults to the tenant, which is not the global agent's scope: the foreign key
+    // refuses (23503); naming the global scope, the policy does (42501).
+    await expect(inA((tx) => tx.insertInto('agentTools').values({ agentId: cat.plainGlobalAgentId, toolId: cat.tools.code }).execute())).rejects.toMatchObject({ code: '23503' });
+    await expect(
+      inA((tx) => tx.insertInto('agentTools').values({ agentScope: '00000000-0000-0000-0000-000000000000', agentId: cat.plainGlobalAgentId, toolId: cat.tools.code }).execute()),
+    ).rejects.toMatchObject({ code: '42501' });
     expect(await snapshot()).toEqual(before);
   });
 

@@ -97,7 +97,7 @@ describe('updateTenant', () => {
       expect(statements).toBe(0);
     }
     const unknown = await runCounting(t.db, tenant.id, (tx) => updateTenant(tx, { settings: { theme: 'dark' } as never }));
-    expect((unknown.error as Error).message).toBe('settings.theme: is not a known setting (known: maxMonthlySpend, allowedDomains, features)');
+    expect((unknown.error as Error).message).toBe('settings.theme: is not a known setting (known: maxMonthlySpend, budgetAlertThresholds, allowedDomains, features)');
   });
 
   it('the database checks the known settings too, for SQL that goes around the package (app_server may update settings)', async () => {

@@ -5,7 +5,8 @@ import { BudgetExceededError, NotFoundError, TenantContextError, ValidationError
 import type { TenantTx } from '../../src/db/tenant-tx.ts';
 import type { DB } from '../../src/db/schema.generated.ts';
 import { withTenant } from '../../src/db/tenant.ts';
-import { costSummary, getUserBudget, recordUsage, type CostSummaryRow, type RecordUsageParams } from '../../src/queries/usage.ts';
+import { costSummary, recordUsage, type CostSummaryRow, type RecordUsageParams } from '../../src/queries/usage.ts';
+import { getUserBudget } from '../../src/queries/budgets.ts';
 import { insertAgentsOfEveryKind } from '../support/agent-fixtures.ts';
 import { insertCatalog, insertTenant } from '../support/fixtures.ts';
 import { holdTx, waitUntilBlocked } from '../support/hold-tx.ts';
@@ -65,7 +66,7 @@ describe('recordUsage', () => {
     expect(await usageOf(t.db, userId)).toEqual([
       { id: usage.id, cost: '0.012207', idempotencyKey: null, inputTokens: 1234, outputTokens: 567 },
     ]);
-    await expect(withTenant(t.db, a.tenantId, (tx) => getUserBudget(tx, { userId }))).resolves.toEqual({
+    await expect(withTenant(t.db, a.tenantId, (tx) => getUserBudget(tx, { userId }))).resolves.toMatchObject({
       budget: '1',
       remaining: '0.987793',
     });
@@ -98,7 +99,7 @@ describe('recordUsage', () => {
     const usage = await usageOf(t.db, userId);
     expect(usage).toHaveLength(10);
     expect(usage.every((u) => u.idempotencyKey === null)).toBe(true);
-    await expect(withTenant(t.db, a.tenantId, (tx) => getUserBudget(tx, { userId }))).resolves.toEqual({ budget: '1', remaining: '0' });
+    await expect(withTenant(t.db, a.tenantId, (tx) => getUserBudget(tx, { userId }))).resolves.toMatchObject({ budget: '1', remaining: '0' });
   });
 
   it('leaves no usage row when the caller catches BudgetExceededError and commits the same transaction', async () => {
@@ -126,7 +127,7 @@ describe('recordUsage', () => {
     const { rows } = await sql<{ total: string; n: number }>`
       select sum(cost)::text as total, count(*)::int as n from usage where user_id = ${userId}`.execute(t.db);
     expect(rows[0]).toEqual({ total: '2.5', n: 25 });
-    await expect(withTenant(t.db, a.tenantId, (tx) => getUserBudget(tx, { userId }))).resolves.toEqual({ budget: null, remaining: null });
+    await expect(withTenant(t.db, a.tenantId, (tx) => getUserBudget(tx, { userId }))).resolves.toMatchObject({ budget: null, remaining: null });
   });
 
   it('records a zero-cost call against an exhausted budget', async () => {
@@ -254,7 +255,7 @@ describe('recordUsage', () => {
     await insertUsageRows(t.db, [{ tenantId: a.tenantId, userId, modelId: dime, type: 'chat', cost: '0.1000', idempotencyKey: key, inputTokens: 1000, outputTokens: 0 }]);
     const repeat = await withTenant(t.db, a.tenantId, (tx) => recordUsage(tx, dimeCall(userId, { idempotencyKey: key })));
     expect(repeat).toMatchObject({ cost: '0.1', idempotencyKey: key });
-    await expect(withTenant(t.db, a.tenantId, (tx) => getUserBudget(tx, { userId }))).resolves.toEqual({ budget: '5', remaining: '4.8' });
+    await expect(withTenant(t.db, a.tenantId, (tx) => getUserBudget(tx, { userId }))).resolves.toMatchObject({ budget: '5', remaining: '4.8' });
     await expect(withTenant(t.db, a.tenantId, (tx) => recordUsage(tx, { userId, modelId: trailing, type: 'chat', inputTokens: 50_000, outputTokens: 0 }))).rejects.toMatchObject({
       name: 'BudgetExceededError', cost: '5', remaining: '4.8',
     });

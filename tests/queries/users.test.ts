@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NotFoundError, TenantContextError, ValidationError } from '../../src/db/errors.ts';
 import { withTenant } from '../../src/db/tenant.ts';
 import { createTenant } from '../../src/queries/tenants.ts';
-import { getUserBudget } from '../../src/queries/usage.ts';
+import { getUserBudget } from '../../src/queries/budgets.ts';
 import { authenticateApiKey, createUser, findUser, getUser, hashApiKey, tenantOfApiKey } from '../../src/queries/users.ts';
 import { insertCatalog } from '../support/fixtures.ts';
 import { openTestDb, type TestDb } from '../support/test-db.ts';
@@ -46,7 +46,7 @@ describe('createUser', () => {
     }));
     expect(read.got).toEqual(user);
     expect(read.found).toEqual(user);
-    expect(read.budget).toEqual({ budget: '25', remaining: '25' });
+    expect(read.budget).toEqual({ budget: '25', period: 'none', windowStart: null, windowEnd: null, spent: '0', held: '0', remaining: '25' });
     // Stored as given: only what the API returns is canonical.
     const stored = await t.db.selectFrom('users').select(['budget', 'remaining']).where('id', '=', user.id).executeTakeFirstOrThrow();
     expect(stored).toEqual({ budget: '25.00', remaining: '25.00' });

@@ -36,6 +36,11 @@ let tenantToolId: number;
 let retiringAgentId: string;
 /** A user of tenant A with a budget, whose budget and key the admin functions change. */
 let adminUserId: string;
+/** Holds of adminUserId for settleUsage (one per call) and releaseReservation, inserted by the owner. */
+let holdIds: string[];
+let releasedHoldId: string;
+/** An alert of tenant A, inserted by the owner, for resolveBudgetAlert. */
+let alertIdForRoles: string;
 const embedding = Array.from({ length: 1536 }, (_, i) => (i === 0 ? 1 : 0.001));
 
 /** One call of each function, with parameters that work for the tenant A of the chat world. */
@@ -47,6 +52,14 @@ const calls: Record<Operation, (tx: TenantTx) => Promise<unknown>> = {
   can: (tx) => api.can(tx, { userId: w.a.userId, resource: 'users', action: 'manage' }),
   costSummary: (tx) => api.costSummary(tx, { from: new Date('2020-01-01'), to: new Date('2100-01-01'), groupBy: 'month' }),
   getUserBudget: (tx) => api.getUserBudget(tx, { userId: w.a.userId }),
+  getTenantSpend: (tx) => api.getTenantSpend(tx),
+  listUsage: (tx) => api.listUsage(tx, { userId: w.a.userId, limit: 5 }),
+  listBudgetAlerts: (tx) => api.listBudgetAlerts(tx, { status: 'open', limit: 5 }),
+  resolveBudgetAlert: (tx) => api.resolveBudgetAlert(tx, { alertId: alertIdForRoles }),
+  reserveBudget: (tx) => api.reserveBudget(tx, { userId: adminUserId, amount: '0.01', ttlSeconds: 60 }),
+  // A hold of its own per call (made by the owner in beforeAll): a settled hold cannot be settled again.
+  settleUsage: (tx) => api.settleUsage(tx, { reservationId: holdIds.shift()!, modelId: w.modelId, type: 'chat', inputTokens: 10, outputTokens: 5 }),
+  releaseReservation: (tx) => api.releaseReservation(tx, { reservationId: releasedHoldId }),
   getCurrentTenant: (tx) => api.getCurrentTenant(tx),
   listModels: (tx) => api.listModels(tx),
   getModelByInternalName: (tx) => api.getModelByInternalName(tx, internalName),
@@ -107,7 +120,7 @@ const calls: Record<Operation, (tx: TenantTx) => Promise<unknown>> = {
  * of a repeated idempotency key), so it could sum it too; the package keeps analytics to the server.
  * It reads users (budgets and status of the users it charges), so it could list them too.
  */
-const BROADER_GRANTS = new Set(['costSummary app_gateway', 'listUsers app_gateway']);
+const BROADER_GRANTS = new Set(['costSummary app_gateway', 'listUsers app_gateway', 'listUsage app_gateway', 'listBudgetAlerts app_gateway']);
 
 beforeAll(async () => {
   t = await openTestDb({ secretKeys: testRing });
@@ -116,6 +129,20 @@ beforeAll(async () => {
   [toolId, otherToolId] = (await t.db.insertInto('tools').values([{ name: 'role-tool', type: 'builtin' }, { name: 'other-role-tool', type: 'builtin' }]).returning('id').execute()).map((r) => r.id) as [number, number];
   ({ apiKey } = await withTenant(t.db, w.a.tenantId, (tx) => api.createUser(tx, { email: 'keyed@example.com', roleId: w.roleId })));
   adminUserId = (await withTenant(t.db, w.a.tenantId, (tx) => api.createUser(tx, { email: 'admin-target@example.com', roleId: w.roleId, budget: '10' }))).user.id;
+  const holds = await t.db
+    .insertInto('budgetHolds')
+    .values(Array.from({ length: 12 }, () => ({ tenantId: w.a.tenantId, userId: adminUserId, amount: '0.01', expiresAt: new Date(Date.now() + 3_600_000) })))
+    .returning('id')
+    .execute();
+  [releasedHoldId, ...holdIds] = holds.map((h) => h.id) as [string, ...string[]];
+  const charged = await withTenant(t.db, w.a.tenantId, (tx) => api.recordUsage(tx, { userId: adminUserId, modelId: w.modelId, type: 'chat', inputTokens: 1, outputTokens: 0 }));
+  alertIdForRoles = (
+    await t.db
+      .insertInto('budgetAlerts')
+      .values({ tenantId: w.a.tenantId, userId: adminUserId, scope: 'user', windowStart: new Date(0), threshold: 50, severity: 'warning', budget: '10', spent: '5', usageId: charged.id })
+      .returning('id')
+      .executeTakeFirstOrThrow()
+  ).id;
   await withTenant(t.db, w.a.tenantId, async (tx) => {
     conversationId = (await api.createConversation(tx, { userId: w.a.userId, agentId: w.a.agentId })).id;
     messageId = (await api.appendMessage(tx, { conversationId, role: 'user', content: { text: 'first' } })).id;
