@@ -115,21 +115,7 @@ export async function addChunks(
   assertRole(db, 'addChunks');
   const tenantId = tenantOf(db);
   assertSource(params);
-  const maxBytes = limitOption('maxContentBytes', params.maxContentBytes, MAX_CHUNK_CONTENT_BYTES, MAX_CONTENT_BYTES_CEILING);
-  const limit = limitName(maxBytes, MAX_CHUNK_CONTENT_BYTES, 'MAX_CHUNK_CONTENT_BYTES', 'maxContentBytes');
-  if (!Array.isArray(params.chunks)) throw new ValidationError('chunks', 'must be an array');
-  let largest = 0;
-  const metadataTexts: string[] = [];
-  params.chunks.forEach((chunk, index) => {
-    if (typeof chunk !== 'object' || chunk === null) throw new ValidationError(`chunks[${index}]`, 'must be an object');
-    assertTextBytes(`chunks[${index}].content`, chunk.content, maxBytes, limit);
-    if (chunk.content.trim().length === 0) throw new ValidationError(`chunks[${index}].content`, 'must be a non-empty string');
-    assertEmbedding(`chunks[${index}].embedding`, chunk.embedding);
-    if (chunk.position !== undefined) assertInt(`chunks[${index}].position`, chunk.position, 0);
-    metadataTexts.push(chunkMetadata(`chunks[${index}].metadata`, chunk.metadata));
-    // A string of n UTF-16 units holds at most 3n bytes: count only when that could pass the threshold.
-    if (chunk.content.length * 3 > TSVECTOR_SAFE_CHUNK_BYTES) largest = Math.max(largest, Buffer.byteLength(chunk.content, 'utf8'));
-  });
+  const { largest, metadataTexts } = validateChunks(params.chunks, params.maxContentBytes);
   if (params.chunks.length === 0) return { inserted: 0 };
 
   const batches: NewChunk[][] = [];
@@ -166,6 +152,30 @@ export async function addChunks(
     await sql`release savepoint add_chunks`.execute(db).catch(() => {});
     throw refused ?? mapSourceError(error, params);
   }
+}
+
+/**
+ * Checks chunks as addChunks stores them (see there), before any SQL: the ValidationError names the
+ * chunk. Returns the largest chunk's bytes when some could pass TSVECTOR_SAFE_CHUNK_BYTES (else 0),
+ * and each chunk's metadata as JSON text.
+ */
+function validateChunks(chunks: unknown, maxContentBytes: number | undefined): { largest: number; metadataTexts: string[] } {
+  const maxBytes = limitOption('maxContentBytes', maxContentBytes, MAX_CHUNK_CONTENT_BYTES, MAX_CONTENT_BYTES_CEILING);
+  const limit = limitName(maxBytes, MAX_CHUNK_CONTENT_BYTES, 'MAX_CHUNK_CONTENT_BYTES', 'maxContentBytes');
+  if (!Array.isArray(chunks)) throw new ValidationError('chunks', 'must be an array');
+  let largest = 0;
+  const metadataTexts: string[] = [];
+  chunks.forEach((chunk, index) => {
+    if (typeof chunk !== 'object' || chunk === null) throw new ValidationError(`chunks[${index}]`, 'must be an object');
+    assertTextBytes(`chunks[${index}].content`, chunk.content, maxBytes, limit);
+    if (chunk.content.trim().length === 0) throw new ValidationError(`chunks[${index}].content`, 'must be a non-empty string');
+    assertEmbedding(`chunks[${index}].embedding`, chunk.embedding);
+    if (chunk.position !== undefined) assertInt(`chunks[${index}].position`, chunk.position, 0);
+    metadataTexts.push(chunkMetadata(`chunks[${index}].metadata`, chunk.metadata));
+    // A string of n UTF-16 units holds at most 3n bytes: count only when that could pass the threshold.
+    if (chunk.content.length * 3 > TSVECTOR_SAFE_CHUNK_BYTES) largest = Math.max(largest, Buffer.byteLength(chunk.content, 'utf8'));
+  });
+  return { largest, metadataTexts };
 }
 
 /**
@@ -353,6 +363,74 @@ export async function hybridSearch(
   return rows.map(({ totalBytes: _totalBytes, ...row }) => ({ ...row, score: Number(row.score) }));
 }
 
+
+/**
+ * Re-indexes a resource: deletes every chunk of it and stores `chunks` (as addChunks, same
+ * validation and limits) in the caller's transaction, so a search running at the same time sees
+ * the old chunks or the new ones — never a mix, never none — and once the transaction commits,
+ * only the new. The resource row is locked first (FOR UPDATE): concurrent re-indexes of one
+ * resource, and addChunks to it, wait for each other instead of leaving two sets of chunks. A
+ * missing or foreign resource → NotFoundError('resource', id). A failure (a chunk refused by
+ * PostgreSQL) leaves the old chunks in place (a savepoint covers the call) and throws.
+ *
+ * @example
+ * await withTenant(db, tenantId, (tx) => replaceResourceChunks(tx, { resourceId, chunks: [{ content, embedding, metadata: { page: 1 } }] }));
+ * // { deleted: 12, inserted: 1 }
+ *
+ * Roles: app_cms (README, "Production roles").
+ */
+export async function replaceResourceChunks(
+  db: TenantTx,
+  params: { resourceId: string; chunks: NewChunk[]; maxContentBytes?: number },
+): Promise<{ deleted: number; inserted: number }> {
+  assertRole(db, 'replaceResourceChunks');
+  const tenantId = tenantOf(db);
+  assertUuid('resourceId', params.resourceId);
+  // Every chunk is checked before anything is deleted (addChunks checks them again, cheaply).
+  validateChunks(params.chunks, params.maxContentBytes);
+  await sql`savepoint replace_resource_chunks`.execute(db);
+  try {
+    const locked = await sql<{ id: string }>`
+      select id from resources where tenant_id = ${tenantId} and id = ${params.resourceId} for update`.execute(db);
+    if (locked.rows.length === 0) throw new NotFoundError('resource', params.resourceId);
+    const removed = await sql`delete from vectors where tenant_id = ${tenantId} and resource_id = ${params.resourceId}`.execute(db);
+    const { inserted } = await addChunks(db, { resourceId: params.resourceId, chunks: params.chunks, maxContentBytes: params.maxContentBytes });
+    await sql`release savepoint replace_resource_chunks`.execute(db);
+    return { deleted: Number(removed.numAffectedRows ?? 0n), inserted };
+  } catch (error) {
+    await sql`rollback to savepoint replace_resource_chunks`.execute(db).catch(() => {});
+    await sql`release savepoint replace_resource_chunks`.execute(db).catch(() => {});
+    throw error;
+  }
+}
+
+/**
+ * Deletes the current tenant's chunks of a resource and/or a conversation (both given: the chunks
+ * of that resource in that conversation); at least one of them, else ValidationError. Returns how
+ * many were deleted (0 for a missing or foreign id). To delete a resource with its chunks, use
+ * deleteResource; a conversation's chunks also go when it is purged.
+ *
+ * @example
+ * await withTenant(db, tenantId, (tx) => deleteChunks(tx, { conversationId })); // { deleted: 3 }
+ *
+ * Roles: app_cms (README, "Production roles").
+ */
+export async function deleteChunks(db: TenantTx, params: { resourceId?: string; conversationId?: string }): Promise<{ deleted: number }> {
+  assertRole(db, 'deleteChunks');
+  const tenantId = tenantOf(db);
+  if (typeof params !== 'object' || params === null || (params.resourceId === undefined && params.conversationId === undefined)) {
+    throw new ValidationError('params', 'must name a resourceId and/or a conversationId');
+  }
+  if (params.resourceId !== undefined) assertUuid('resourceId', params.resourceId);
+  if (params.conversationId !== undefined) assertUuid('conversationId', params.conversationId);
+  const result = await db
+    .deleteFrom('vectors')
+    .where('tenantId', '=', tenantId)
+    .$if(params.resourceId !== undefined, (qb) => qb.where('resourceId', '=', params.resourceId!))
+    .$if(params.conversationId !== undefined, (qb) => qb.where('conversationId', '=', params.conversationId!))
+    .executeTakeFirst();
+  return { deleted: Number(result.numDeletedRows) };
+}
 
 /** ValidationError('maxPageBytes') when the rows' content (total_bytes, the same on every row) passes the budget. */
 function assertResultFits(rows: { totalBytes: string | number }[], maxBytes: number): void {

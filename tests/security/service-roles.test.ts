@@ -83,6 +83,15 @@ const calls: Record<Operation, (tx: TenantTx) => Promise<unknown>> = {
   rotateApiKey: (tx) => api.rotateApiKey(tx, { userId: adminUserId }),
   revokeApiKey: (tx) => api.revokeApiKey(tx, { userId: adminUserId }),
   updateTenant: (tx) => api.updateTenant(tx, { name: 'Tenant A', settings: { features: ['chat'] } }),
+  // Issue 15 part B.
+  editMessage: (tx) => api.editMessage(tx, { messageId, content: { text: 'edited' } }),
+  listBranches: (tx) => api.listBranches(tx, { messageId }),
+  deleteMessageBranch: (tx) => api.deleteMessageBranch(tx, { messageId: randomUUID() }),
+  setConversationSummary: (tx) => api.setConversationSummary(tx, { conversationId, messageId: null }),
+  updateResource: (tx) => api.updateResource(tx, { resourceId, name: 'doc-v2.txt' }),
+  deleteResource: (tx) => api.deleteResource(tx, { resourceId: randomUUID() }),
+  replaceResourceChunks: (tx) => api.replaceResourceChunks(tx, { resourceId, chunks: [{ content: 'a re-indexed chunk', embedding }] }),
+  deleteChunks: (tx) => api.deleteChunks(tx, { resourceId: randomUUID() }),
 };
 
 /**
