@@ -129,7 +129,7 @@ describe('README.md examples', () => {
   const blocks = [...blocksOf('Using it from a service'), ...blocksOf('The API')];
 
   it('has ts examples in both sections, with values to check', () => {
-    expect(blocks.map((b) => b.section)).toEqual(['Using it from a service', 'The API', 'The API']);
+    expect(blocks.map((b) => b.section)).toEqual(['Using it from a service', 'The API', 'The API', 'The API']);
     const claimed = blocks.flatMap((b) => prepare(b).claims.map((c) => c.expr));
     expect(claimed).toEqual(expect.arrayContaining(['rows', 'user.budget', 'owner', 'usage.cost', 'toppedUp.remaining', 'await authenticateApiKey(db, apiKey)', 'tenant.settings']));
   });
