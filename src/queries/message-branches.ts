@@ -56,8 +56,9 @@ export async function editMessage(
   assertRole(db, 'editMessage');
   const tenantId = tenantOf(db);
   assertUuid('messageId', params.messageId);
-  // FOR KEY SHARE, as a reply's foreign-key check would: the original's parent stays while we add
-  // its sibling (a concurrent deleteMessageBranch of the parent waits, or runs first and we fail).
+  // FOR KEY SHARE, as a reply's foreign-key check would: the original cannot be deleted while we
+  // add its sibling, nor its parent (whose delete cascades to it): a concurrent deleteMessageBranch
+  // waits for this transaction, or ran first and the original is not found.
   const original = await db
     .selectFrom('messages')
     .select(['messages.conversationId', 'messages.parentId', 'messages.role'])

@@ -15,7 +15,7 @@ import { appendMessage, getThread, listMessages, type Message } from '../../src/
 import { createResource } from '../../src/queries/resources.ts';
 import { recordUsage } from '../../src/queries/usage.ts';
 import { addChunks } from '../../src/queries/vectors.ts';
-import { insertChatWorld, type ChatWorld } from '../support/conversation-fixtures.ts';
+import { explainLast, insertChatWorld, planNodes, type ChatWorld } from '../support/conversation-fixtures.ts';
 import { openTestDb, type TestDb } from '../support/test-db.ts';
 
 let t: TestDb;
@@ -119,6 +119,38 @@ describe('listBranches', () => {
     await expect(asA((tx) => listBranches(tx, { messageId: q.id, limit: 201 }))).rejects.toMatchObject({ field: 'limit' });
     expect(await asB((tx) => listBranches(tx, { messageId: q.id }))).toEqual({ items: [], nextCursor: null });
     expect(await asB((tx) => listBranches(tx, { conversationId: c.id }))).toEqual({ items: [], nextCursor: null });
+  });
+
+  it('reads a page through messages_children_idx / messages_roots_idx, tenant first, without a sort', async () => {
+    const c = await newConversation();
+    const root = await say(c.id, 'root');
+    // As the owner: 3,000 messages in a chain below the root, and 300 replies to the root.
+    await sql`
+      with ids as (select g, gen_random_uuid() as id from generate_series(1, 3000) g)
+      insert into messages (tenant_id, id, conversation_id, parent_id, role, content, depth)
+      select ${w.a.tenantId}::uuid, i.id, ${c.id}::uuid, coalesce(p.id, ${root.id}::uuid), 'user', jsonb_build_object('i', i.g), i.g
+      from ids i left join ids p on p.g = i.g - 1
+      order by i.g`.execute(t.db);
+    await sql`
+      insert into messages (tenant_id, conversation_id, parent_id, role, content, depth)
+      select ${w.a.tenantId}::uuid, ${c.id}::uuid, ${root.id}::uuid, 'assistant', jsonb_build_object('r', g), 1
+      from generate_series(1, 300) g`.execute(t.db);
+    await sql`analyze messages`.execute(t.db);
+    const page = await asA((tx) => listBranches(tx, { messageId: root.id, limit: 5 }));
+    expect(page.items).toHaveLength(5);
+    const cases = [
+      { index: 'messages_children_idx', fn: (tx: TenantTx) => listBranches(tx, { messageId: root.id, limit: 5 }) },
+      { index: 'messages_children_idx', fn: (tx: TenantTx) => listBranches(tx, { messageId: root.id, limit: 5, cursor: page.nextCursor }) },
+      { index: 'messages_roots_idx', fn: (tx: TenantTx) => listBranches(tx, { conversationId: c.id, limit: 5 }) },
+    ];
+    for (const { index, fn } of cases) {
+      const { sql: text, plan } = await explainLast(t.db, w.a.tenantId, fn);
+      const nodes = planNodes(plan);
+      const scan = nodes.find((n) => n['Index Name'] === index);
+      expect(scan?.['Index Cond'], `${text}\n${JSON.stringify(plan, null, 1)}`).toMatch(/tenant_id = /);
+      expect(nodes.map((n) => n['Node Type']), text).not.toContain('Sort');
+      expect(nodes.map((n) => n['Node Type']), text).not.toContain('Seq Scan');
+    }
   });
 });
 
