@@ -98,7 +98,8 @@ export interface HybridChunk extends Omit<SimilarChunk, 'similarity'> {
  * MAX_CHUNK_CONTENT_BYTES, 256 KiB; at most MAX_CONTENT_BYTES_CEILING); `embedding` 1,536 finite
  * numbers that fit 4-byte floats, with a norm that is neither zero nor too large for pgvector's
  * 4-byte arithmetic (MAX_SQUARED_NORM) once rounded to floats: cosine distance to such a vector is
- * NaN. A chunk whose full-text vector PostgreSQL cannot build (its distinct words take more than
+ * NaN; `metadata` a JSON object of at most MAX_METADATA_BYTES (64 KiB) as JSON (default `{}`),
+ * which the searches return and filter on. A chunk whose full-text vector PostgreSQL cannot build (its distinct words take more than
  * TSVECTOR_MAX_BYTES in a tsvector, error 54000) → ValidationError naming the chunk, and nothing
  * of the call is written; the caller's transaction goes on (a savepoint covers calls with chunks
  * larger than TSVECTOR_SAFE_CHUNK_BYTES, which finds the chunk after a failure).

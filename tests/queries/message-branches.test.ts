@@ -199,6 +199,9 @@ describe('deleteMessageBranch', () => {
     const chunks = await t.db.selectFrom('vectors').select('content').where((eb) => eb.or([eb('resourceId', '=', resource.id), eb('conversationId', '=', c.id)])).orderBy('content').execute();
     expect(chunks.map((r) => r.content)).toEqual(['attached', 'said in the chat']);
     expect((await asA((tx) => getConversation(tx, { conversationId: c.id }))).summaryMessageId).toBeNull();
+    // The foreign key's action cleared usage.message_id; the cms itself still cannot touch usage.
+    const direct = await asA((tx) => sql`update usage set message_id = null where id = ${usage.id}`.execute(tx)).catch((e: { code?: string }) => e.code);
+    expect(direct).toBe('42501');
   });
 
   it('deletes a branch thousands of messages deep in one call', async () => {
