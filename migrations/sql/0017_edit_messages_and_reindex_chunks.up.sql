@@ -7,7 +7,7 @@
 --   - listBranches pages through the children of a message, or the roots of a conversation (an
 --     edit of a first message is another root), keyset on (created_at, id): two indexes for it.
 --     messages_children_idx leads with (tenant_id, parent_id) and so replaces messages_parent_idx
---     (getThread's walk and the cascade of deleteMessageBranch use that prefix).
+--     (deleteMessageBranch's walk down the tree and the cascade from a parent use that prefix).
 
 alter table vectors add column metadata jsonb not null default '{}';
 alter table vectors add constraint vectors_metadata_object check (jsonb_typeof(metadata) = 'object');
@@ -20,7 +20,7 @@ comment on column vectors.metadata is
 create index vectors_metadata_idx on vectors using gin (metadata jsonb_path_ops);
 
 -- Serves: listBranches (the children of a message, oldest first, keyset on (created_at, id)),
--- getThread's walk and the cascade from a parent (deleteMessageBranch).
+-- deleteMessageBranch's walk down the tree, and the cascade from a parent.
 create index messages_children_idx on messages (tenant_id, parent_id, created_at, id)
   where parent_id is not null;
 drop index messages_parent_idx;
