@@ -145,6 +145,10 @@ export {
   type MessageContent,
 } from './queries/messages.ts';
 export { createResource, getResource, listResources, type Resource } from './queries/resources.ts';
+// Issue 15 part B: edits as branches, resource updates and re-indexing.
+export { editMessage, listBranches, deleteMessageBranch, setConversationSummary } from './queries/message-branches.ts';
+export { updateResource, deleteResource } from './queries/resources.ts';
+export { replaceResourceChunks, deleteChunks, type ChunkFilter } from './queries/vectors.ts';
 export {
   recordUsage,
   costSummary,

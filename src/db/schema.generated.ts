@@ -367,6 +367,10 @@ export interface Vectors {
   createdAt: Generated<Timestamp>;
   embedding: number[];
   id: Generated<string>;
+  /**
+   * The chunk's own metadata (a JSON object: page, section, source…); the searches' `metadata` filter is containment (@>).
+   */
+  metadata: Generated<Json>;
   position: Generated<number>;
   resourceId: string | null;
   tenantId: string;

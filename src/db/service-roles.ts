@@ -86,6 +86,15 @@ export const FUNCTION_ROLES = {
   getUserToolCredential: ['app_cms'],
   deleteUserToolCredential: ['app_cms'],
   listUserTools: ['app_cms'],
+  // Issue 15 part B: message branches, resource and chunk writes (the cms).
+  editMessage: ['app_cms'],
+  listBranches: ['app_cms'],
+  deleteMessageBranch: ['app_cms'],
+  setConversationSummary: ['app_cms'],
+  updateResource: ['app_cms'],
+  deleteResource: ['app_cms'],
+  replaceResourceChunks: ['app_cms'],
+  deleteChunks: ['app_cms'],
 } as const satisfies Record<string, readonly ServiceRole[]>;
 
 /** A function of the package that a service role calls. */

@@ -159,6 +159,97 @@ export async function getResource(db: TenantTx, params: { resourceId: string }):
 }
 
 /**
+ * Changes a resource of the current tenant: the fields given (`name`, `type`, `content`, `s3Uri`,
+ * `metadata`), each validated as createResource validates it (`content` and `s3Uri` may be set to
+ * null; `metadata` replaces the whole object); at least one field, else ValidationError. A missing
+ * or foreign resource → NotFoundError('resource', id). Its chunks are not touched: after changing
+ * `content`, re-index with replaceResourceChunks (in the same transaction, so that searches see the
+ * new text and its chunks together). The agent and the message it is attached to do not change.
+ *
+ * @example
+ * await withTenant(db, tenantId, (tx) => updateResource(tx, { resourceId, name: 'handbook-v2.pdf', metadata: { pages: 14 } }));
+ *
+ * Roles: app_cms (README, "Production roles").
+ */
+export async function updateResource(
+  db: TenantTx,
+  params: {
+    resourceId: string;
+    name?: string;
+    type?: string;
+    content?: string | null;
+    s3Uri?: string | null;
+    metadata?: Record<string, unknown>;
+    /** Most bytes of `content` for this call (default MAX_RESOURCE_CONTENT_BYTES). */
+    maxContentBytes?: number;
+    /** Most bytes of `metadata` as JSON for this call (default MAX_METADATA_BYTES). */
+    maxMetadataBytes?: number;
+  },
+): Promise<Resource> {
+  assertRole(db, 'updateResource');
+  const tenantId = tenantOf(db);
+  assertUuid('resourceId', params.resourceId);
+  const changes: { name?: string; type?: string; content?: string | null; s3Uri?: string | null; metadata?: string } = {};
+  if (params.name !== undefined) {
+    assertText('name', params.name, 500);
+    changes.name = params.name;
+  }
+  if (params.type !== undefined) {
+    assertText('type', params.type, 100);
+    changes.type = params.type;
+  }
+  if (params.content !== undefined) {
+    const maxContent = limitOption('maxContentBytes', params.maxContentBytes, MAX_RESOURCE_CONTENT_BYTES, MAX_CONTENT_BYTES_CEILING);
+    if (params.content !== null) {
+      assertTextBytes('content', params.content, maxContent, limitName(maxContent, MAX_RESOURCE_CONTENT_BYTES, 'MAX_RESOURCE_CONTENT_BYTES', 'maxContentBytes'));
+    }
+    changes.content = params.content;
+  }
+  if (params.s3Uri !== undefined) {
+    if (params.s3Uri !== null) {
+      assertText('s3Uri', params.s3Uri, 2048);
+      if (!params.s3Uri.startsWith('s3://')) throw new ValidationError('s3Uri', 'must start with s3://');
+    }
+    changes.s3Uri = params.s3Uri;
+  }
+  if (params.metadata !== undefined) {
+    const maxMetadata = limitOption('maxMetadataBytes', params.maxMetadataBytes, MAX_METADATA_BYTES, MAX_CONTENT_BYTES_CEILING);
+    changes.metadata = jsonObject('metadata', params.metadata, {
+      maxBytes: maxMetadata,
+      limitName: limitName(maxMetadata, MAX_METADATA_BYTES, 'MAX_METADATA_BYTES', 'maxMetadataBytes'),
+    });
+  }
+  if (Object.keys(changes).length === 0) throw new ValidationError('params', 'must change at least one of name, type, content, s3Uri, metadata');
+  const resource = await db
+    .updateTable('resources')
+    .set(changes)
+    .where('tenantId', '=', tenantId)
+    .where('id', '=', params.resourceId)
+    .returning(RESOURCE_COLUMNS)
+    .executeTakeFirst();
+  if (resource === undefined) throw new NotFoundError('resource', params.resourceId);
+  return resource;
+}
+
+/**
+ * Deletes a resource of the current tenant and, in the same statement (the foreign key's ON DELETE
+ * CASCADE), every chunk of it: no search sees the resource's chunks once this commits. Returns
+ * true when there was such a resource (false for a missing or foreign id: nothing happens).
+ *
+ * @example
+ * await withTenant(db, tenantId, (tx) => deleteResource(tx, { resourceId })); // true
+ *
+ * Roles: app_cms (README, "Production roles").
+ */
+export async function deleteResource(db: TenantTx, params: { resourceId: string }): Promise<boolean> {
+  assertRole(db, 'deleteResource');
+  const tenantId = tenantOf(db);
+  assertUuid('resourceId', params.resourceId);
+  const result = await db.deleteFrom('resources').where('tenantId', '=', tenantId).where('id', '=', params.resourceId).executeTakeFirst();
+  return result.numDeletedRows > 0n;
+}
+
+/**
  * One page of the current tenant's resources, newest first: keyset on (created_at desc, id desc),
  * optionally only those of an agent and/or a message; `limit` rows (default 50, at most 200).
  * Pass `nextCursor` back as `cursor`, with the same filters, for the next page (null: no more); a

@@ -4,8 +4,8 @@ import { NotFoundError, ValidationError, foreignKeyViolated, sqlState } from '..
 import { tenantOf } from '../db/tenant.ts';
 import { vectorValue, type VectorValue } from '../db/vector.ts';
 import { tooLargeForPage } from './cursor.ts';
-import { DEFAULT_PAGE_BYTES, MAX_CHUNK_CONTENT_BYTES, MAX_CONTENT_BYTES_CEILING, MAX_SEARCH_K, TSVECTOR_MAX_BYTES } from './limits.ts';
-import { assertInt, assertText, assertTextBytes, assertUuid, limitName, limitOption, pageBytes } from './validate.ts';
+import { DEFAULT_PAGE_BYTES, MAX_CHUNK_CONTENT_BYTES, MAX_CONTENT_BYTES_CEILING, MAX_METADATA_BYTES, MAX_SEARCH_K, TSVECTOR_MAX_BYTES } from './limits.ts';
+import { assertInt, assertText, assertTextBytes, assertUuid, jsonObject, limitName, limitOption, pageBytes } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
 
 /** Dimensions of vectors.embedding (`vector(1536)`). */
@@ -46,11 +46,24 @@ export interface ChunkSource {
   toolId?: number;
 }
 
-/** A chunk to store: its text, its embedding, and its position in the source (default: its index). */
+/**
+ * What a search can be narrowed to: a source (resource, conversation, tool) and chunks whose
+ * metadata contains `metadata` (jsonb `@>`: `{ page: 3 }` matches `{ page: 3, section: 'intro' }`).
+ * The filters combine with AND.
+ */
+export interface ChunkFilter extends ChunkSource {
+  metadata?: Record<string, unknown>;
+}
+
+/**
+ * A chunk to store: its text, its embedding, its position in the source (default: its index), and
+ * its own metadata (a JSON object of at most MAX_METADATA_BYTES, default `{}`).
+ */
 export interface NewChunk {
   content: string;
   embedding: number[];
   position?: number;
+  metadata?: Record<string, unknown>;
 }
 
 /** A row of similaritySearch, most similar first. */
@@ -63,6 +76,7 @@ export interface SimilarChunk {
   conversationId: string | null;
   toolId: number | null;
   position: number;
+  metadata: Record<string, unknown>;
 }
 
 /** A row of hybridSearch, best fused score first. */
@@ -84,7 +98,8 @@ export interface HybridChunk extends Omit<SimilarChunk, 'similarity'> {
  * MAX_CHUNK_CONTENT_BYTES, 256 KiB; at most MAX_CONTENT_BYTES_CEILING); `embedding` 1,536 finite
  * numbers that fit 4-byte floats, with a norm that is neither zero nor too large for pgvector's
  * 4-byte arithmetic (MAX_SQUARED_NORM) once rounded to floats: cosine distance to such a vector is
- * NaN. A chunk whose full-text vector PostgreSQL cannot build (its distinct words take more than
+ * NaN; `metadata` a JSON object of at most MAX_METADATA_BYTES (64 KiB) as JSON (default `{}`),
+ * which the searches return and filter on. A chunk whose full-text vector PostgreSQL cannot build (its distinct words take more than
  * TSVECTOR_MAX_BYTES in a tsvector, error 54000) → ValidationError naming the chunk, and nothing
  * of the call is written; the caller's transaction goes on (a savepoint covers calls with chunks
  * larger than TSVECTOR_SAFE_CHUNK_BYTES, which finds the chunk after a failure).
@@ -101,19 +116,7 @@ export async function addChunks(
   assertRole(db, 'addChunks');
   const tenantId = tenantOf(db);
   assertSource(params);
-  const maxBytes = limitOption('maxContentBytes', params.maxContentBytes, MAX_CHUNK_CONTENT_BYTES, MAX_CONTENT_BYTES_CEILING);
-  const limit = limitName(maxBytes, MAX_CHUNK_CONTENT_BYTES, 'MAX_CHUNK_CONTENT_BYTES', 'maxContentBytes');
-  if (!Array.isArray(params.chunks)) throw new ValidationError('chunks', 'must be an array');
-  let largest = 0;
-  params.chunks.forEach((chunk, index) => {
-    if (typeof chunk !== 'object' || chunk === null) throw new ValidationError(`chunks[${index}]`, 'must be an object');
-    assertTextBytes(`chunks[${index}].content`, chunk.content, maxBytes, limit);
-    if (chunk.content.trim().length === 0) throw new ValidationError(`chunks[${index}].content`, 'must be a non-empty string');
-    assertEmbedding(`chunks[${index}].embedding`, chunk.embedding);
-    if (chunk.position !== undefined) assertInt(`chunks[${index}].position`, chunk.position, 0);
-    // A string of n UTF-16 units holds at most 3n bytes: count only when that could pass the threshold.
-    if (chunk.content.length * 3 > TSVECTOR_SAFE_CHUNK_BYTES) largest = Math.max(largest, Buffer.byteLength(chunk.content, 'utf8'));
-  });
+  const { largest, metadataTexts } = validateChunks(params.chunks, params.maxContentBytes);
   if (params.chunks.length === 0) return { inserted: 0 };
 
   const batches: NewChunk[][] = [];
@@ -130,13 +133,14 @@ export async function addChunks(
       // server, text to PGlite. Before, the embeddings went as text in an unnest() array (bench,
       // 100,000-row table without the HNSW index: 1,017 → 3,203 chunks/s; CPU 1.03 → 0.32 ms per chunk).
       const rows = batch.map(
-        (c, i) => sql`(${c.position ?? offset + i}::integer, ${c.content}::text, ${vectorValue(c.embedding)}::vector)`,
+        (c, i) =>
+          sql`(${c.position ?? offset + i}::integer, ${c.content}::text, ${vectorValue(c.embedding)}::vector, ${metadataTexts[offset + i]!}::jsonb)`,
       );
       const result = await sql`
-        insert into vectors (tenant_id, resource_id, conversation_id, tool_id, position, content, embedding)
+        insert into vectors (tenant_id, resource_id, conversation_id, tool_id, position, content, embedding, metadata)
         select ${tenantId}::uuid, ${params.resourceId ?? null}::uuid, ${params.conversationId ?? null}::uuid, ${params.toolId ?? null}::integer,
-               c.position, c.content, c.embedding
-        from (values ${sql.join(rows)}) as c(position, content, embedding)`.execute(db);
+               c.position, c.content, c.embedding, c.metadata
+        from (values ${sql.join(rows)}) as c(position, content, embedding, metadata)`.execute(db);
       inserted += Number(result.numAffectedRows ?? 0n);
       offset += batch.length;
     }
@@ -149,6 +153,30 @@ export async function addChunks(
     await sql`release savepoint add_chunks`.execute(db).catch(() => {});
     throw refused ?? mapSourceError(error, params);
   }
+}
+
+/**
+ * Checks chunks as addChunks stores them (see there), before any SQL: the ValidationError names the
+ * chunk. Returns the largest chunk's bytes when some could pass TSVECTOR_SAFE_CHUNK_BYTES (else 0),
+ * and each chunk's metadata as JSON text.
+ */
+function validateChunks(chunks: unknown, maxContentBytes: number | undefined): { largest: number; metadataTexts: string[] } {
+  const maxBytes = limitOption('maxContentBytes', maxContentBytes, MAX_CHUNK_CONTENT_BYTES, MAX_CONTENT_BYTES_CEILING);
+  const limit = limitName(maxBytes, MAX_CHUNK_CONTENT_BYTES, 'MAX_CHUNK_CONTENT_BYTES', 'maxContentBytes');
+  if (!Array.isArray(chunks)) throw new ValidationError('chunks', 'must be an array');
+  let largest = 0;
+  const metadataTexts: string[] = [];
+  chunks.forEach((chunk, index) => {
+    if (typeof chunk !== 'object' || chunk === null) throw new ValidationError(`chunks[${index}]`, 'must be an object');
+    assertTextBytes(`chunks[${index}].content`, chunk.content, maxBytes, limit);
+    if (chunk.content.trim().length === 0) throw new ValidationError(`chunks[${index}].content`, 'must be a non-empty string');
+    assertEmbedding(`chunks[${index}].embedding`, chunk.embedding);
+    if (chunk.position !== undefined) assertInt(`chunks[${index}].position`, chunk.position, 0);
+    metadataTexts.push(chunkMetadata(`chunks[${index}].metadata`, chunk.metadata));
+    // A string of n UTF-16 units holds at most 3n bytes: count only when that could pass the threshold.
+    if (chunk.content.length * 3 > TSVECTOR_SAFE_CHUNK_BYTES) largest = Math.max(largest, Buffer.byteLength(chunk.content, 'utf8'));
+  });
+  return { largest, metadataTexts };
 }
 
 /**
@@ -181,27 +209,30 @@ async function tsvectorRefusal(db: TenantTx, chunks: NewChunk[]): Promise<Valida
 
 /**
  * The k chunks of the current tenant nearest to `embedding` by cosine distance (HNSW index),
- * optionally narrowed to a resource, conversation or tool and cut at `threshold` similarity.
- * Returns k rows whenever k matching rows are visible, however small the tenant's share of the
- * index: pgvector's iterative index scan keeps scanning past rows that RLS or the filters drop.
+ * optionally narrowed by ChunkFilter (resource, conversation, tool, metadata containment) and cut
+ * at `threshold` similarity. Returns k rows whenever k matching rows are visible, however
+ * selective the filters and however small the tenant's share of the index: pgvector's iterative
+ * index scan keeps scanning past rows that RLS or the filters drop, and when it still ends short
+ * (it stops after hnsw.max_scan_tuples, 20,000 by default) the same statement falls back to an
+ * exact search over the matching rows (see nearestChunks).
  * `embedding` as for addChunks (a zero or overflowing norm → ValidationError); rows whose distance
  * is NaN (a zero vector written by raw SQL) are left out in SQL, so a similarity is never NaN.
- * The chunks' content is at most `maxPageBytes` (default DEFAULT_PAGE_BYTES, 32 MiB) in all;
+ * The chunks' content and metadata are at most `maxPageBytes` (default DEFAULT_PAGE_BYTES, 32 MiB) in all;
  * more → ValidationError('maxPageBytes') with the size, no content sent (ask for a smaller k).
  *
  * @example
- * const hits = await withTenant(db, tenantId, (tx) => similaritySearch(tx, { embedding, k: 5, threshold: 0.75 }));
+ * const hits = await withTenant(db, tenantId, (tx) => similaritySearch(tx, { embedding, k: 5, threshold: 0.75, metadata: { lang: 'en' } }));
  *
  * Roles: app_cms (README, "Production roles").
  */
 export async function similaritySearch(
   db: TenantTx,
-  params: ChunkSource & { embedding: number[]; k?: number; threshold?: number; maxPageBytes?: number },
+  params: ChunkFilter & { embedding: number[]; k?: number; threshold?: number; maxPageBytes?: number },
 ): Promise<SimilarChunk[]> {
   assertRole(db, 'similaritySearch');
   const tenantId = tenantOf(db);
   assertEmbedding('embedding', params.embedding);
-  assertSource(params);
+  const filter = searchFilter(params);
   const k = topK(params.k);
   const maxBytes = pageBytes(params.maxPageBytes);
   if (params.threshold !== undefined && (typeof params.threshold !== 'number' || !(params.threshold >= -1 && params.threshold <= 1))) {
@@ -209,71 +240,96 @@ export async function similaritySearch(
   }
   await useIterativeIndexScan(db);
   const query = vectorValue(params.embedding);
-  // relaxed_order may return the k rows slightly out of order: the outer query sorts them.
-  // Rows addChunks would refuse (written by raw SQL) are filtered inside the scan (see
-  // validEmbedding), so the iterative scan goes on to k real rows.
   const { rows } = await sql<Omit<SimilarChunk, 'similarity'> & { distance: number; totalBytes: string | number }>`
-    with nearest as materialized (
-      select id, content, resource_id, conversation_id, tool_id, position, embedding <=> ${query}::vector as distance
-      from vectors
-      where tenant_id = ${tenantId} ${sourceFilter(params)} and ${validEmbedding(query)}
-      order by distance
-      limit ${k}
-    ),
+    with ${nearestChunks(tenantId, query, filter, k, sql`content, resource_id, conversation_id, tool_id, position, metadata`)},
     hits as (
       select * from nearest
       ${params.threshold === undefined ? sql`` : sql`where 1 - distance >= ${params.threshold}`}
+    ),
+    sized as (
+      select *, sum(octet_length(content) + octet_length(metadata::text)) over () as total_bytes from hits
     )
-    select id, case when sum(octet_length(content)) over () <= ${maxBytes} then content end as content,
-           resource_id, conversation_id, tool_id, position, distance,
-           sum(octet_length(content)) over () as total_bytes
-    from hits
+    select id, case when total_bytes <= ${maxBytes} then content end as content,
+           resource_id, conversation_id, tool_id, position,
+           case when total_bytes <= ${maxBytes} then metadata end as metadata, distance, total_bytes
+    from sized
     order by distance, id`.execute(db);
   assertResultFits(rows, maxBytes);
   return rows.map(({ distance, totalBytes: _totalBytes, ...row }) => ({ ...row, similarity: 1 - Number(distance) }));
 }
 
 /**
+ * The CTEs `nearest_index`, `nearest_exact` and `nearest`: the `limit` chunks of the tenant
+ * matching `filter` nearest to `query` (columns id, `columns`, distance), in one statement.
+ * nearest_index is the HNSW scan (relaxed_order: the caller sorts). relaxed iterative scans stop
+ * after hnsw.max_scan_tuples, so a selective filter over a big index can end short of `limit`
+ * rows that exist; then (and only then: the count is a one-time filter, an InitPlan) nearest_exact
+ * orders the matching rows by the distance written so that no index can serve the order
+ * (`+ 0`): the planner reaches them through the filter's own index (a resource's or tool's chunks,
+ * the metadata GIN index) or the tenant's rows, and sorts. nearest is the exact answer when it was
+ * computed, the index's otherwise. Rows addChunks would refuse (written by raw SQL) are filtered
+ * inside both scans (see validEmbedding), so each goes on to `limit` real rows.
+ */
+function nearestChunks(tenantId: string, query: VectorValue, filter: RawBuilder<unknown>, limit: number, columns: RawBuilder<unknown>): RawBuilder<unknown> {
+  return sql`nearest_index as materialized (
+      select id, ${columns}, embedding <=> ${query}::vector as distance
+      from vectors
+      where tenant_id = ${tenantId} ${filter} and ${validEmbedding(query)}
+      order by distance
+      limit ${limit}
+    ),
+    nearest_exact as materialized (
+      select id, ${columns}, embedding <=> ${query}::vector as distance
+      from vectors
+      where tenant_id = ${tenantId} ${filter} and ${validEmbedding(query)}
+        and (select count(*) from nearest_index) < ${limit}
+      order by (embedding <=> ${query}::vector) + 0, id
+      limit ${limit}
+    ),
+    nearest as (
+      select * from nearest_exact
+      union all
+      select * from nearest_index where not exists (select from nearest_exact)
+    )`;
+}
+
+/**
  * The k best chunks of the current tenant for a question, fusing a vector leg (cosine distance)
  * and a full-text leg (`websearch_to_tsquery('english', query)` over the stored tsvector, ranked
  * by ts_rank) by reciprocal rank fusion (k = 60), in one statement. Each leg over-fetches (4k
- * rows, at least 40); a chunk found by one leg only still ranks, and vectorRank/textRank say where
- * it came from. `embedding` and the byte budget (`maxPageBytes`) as for similaritySearch; rows
- * whose vector distance is NaN are left out of the vector leg.
+ * rows, at least 40) among the chunks matching the filters (ChunkFilter, as for similaritySearch,
+ * with the same exact fallback for the vector leg); a chunk found by one leg only still ranks, and
+ * vectorRank/textRank say where it came from. `embedding` and the byte budget (`maxPageBytes`) as
+ * for similaritySearch; rows whose vector distance is NaN are left out of the vector leg.
  *
  * Roles: app_cms (README, "Production roles").
  */
 export async function hybridSearch(
   db: TenantTx,
-  params: ChunkSource & { query: string; embedding: number[]; k?: number; maxPageBytes?: number },
+  params: ChunkFilter & { query: string; embedding: number[]; k?: number; maxPageBytes?: number },
 ): Promise<HybridChunk[]> {
   assertRole(db, 'hybridSearch');
   const tenantId = tenantOf(db);
   assertText('query', params.query, 10_000);
   assertEmbedding('embedding', params.embedding);
-  assertSource(params);
+  const filter = searchFilter(params);
   const k = topK(params.k);
   const maxBytes = pageBytes(params.maxPageBytes);
   const legSize = Math.max(4 * k, 40);
   await useIterativeIndexScan(db);
   const vector = vectorValue(params.embedding);
-  const filter = sourceFilter(params);
+  const metadata = params.metadata === undefined ? null : metadataFilter(params.metadata);
   const { rows } = await sql<Omit<HybridChunk, 'score'> & { score: string | number; totalBytes: string | number }>`
-    with vector_leg as materialized (
-      select id, embedding <=> ${vector}::vector as distance
-      from vectors
-      where tenant_id = ${tenantId} ${filter} and ${validEmbedding(vector)}
-      order by distance
-      limit ${legSize}
-    ),
+    with ${nearestChunks(tenantId, vector, filter, legSize, sql`tenant_id`)},
     vector_ranked as (
-      select id, row_number() over (order by distance, id) as rank from vector_leg
+      select id, row_number() over (order by distance, id) as rank from nearest
     ),
     text_leg as (
       -- app.search_text: SECURITY DEFINER, so that the GIN index serves it under row-level security.
       select t.id, t.rank
       from app.search_text(websearch_to_tsquery('english', ${params.query}), ${legSize},
-                           ${params.resourceId ?? null}::uuid, ${params.conversationId ?? null}::uuid, ${params.toolId ?? null}::integer) as t
+                           ${params.resourceId ?? null}::uuid, ${params.conversationId ?? null}::uuid, ${params.toolId ?? null}::integer,
+                           ${metadata}::jsonb) as t
     ),
     fused as (
       -- One row per id found by either leg. A union, not a full join: the join below then keys on
@@ -287,21 +343,94 @@ export async function hybridSearch(
       group by id
     ),
     best as (
-      select v.id, v.content, v.resource_id, v.conversation_id, v.tool_id, v.position,
+      select v.id, v.content, v.resource_id, v.conversation_id, v.tool_id, v.position, v.metadata,
              coalesce(1.0 / (${RRF_K} + f.vector_rank), 0) + coalesce(1.0 / (${RRF_K} + f.text_rank), 0) as score,
              f.vector_rank::int as vector_rank, f.text_rank::int as text_rank
       from fused f
       join vectors v on v.tenant_id = ${tenantId} and v.id = f.id
       order by score desc, v.id
       limit ${k}
+    ),
+    sized as (
+      select *, sum(octet_length(content) + octet_length(metadata::text)) over () as total_bytes from best
     )
-    select id, case when sum(octet_length(content)) over () <= ${maxBytes} then content end as content,
-           resource_id, conversation_id, tool_id, position, score, vector_rank, text_rank,
-           sum(octet_length(content)) over () as total_bytes
-    from best
+    select id, case when total_bytes <= ${maxBytes} then content end as content,
+           resource_id, conversation_id, tool_id, position,
+           case when total_bytes <= ${maxBytes} then metadata end as metadata,
+           score, vector_rank, text_rank, total_bytes
+    from sized
     order by score desc, id`.execute(db);
   assertResultFits(rows, maxBytes);
   return rows.map(({ totalBytes: _totalBytes, ...row }) => ({ ...row, score: Number(row.score) }));
+}
+
+
+/**
+ * Re-indexes a resource: deletes every chunk of it and stores `chunks` (as addChunks, same
+ * validation and limits) in the caller's transaction, so a search running at the same time sees
+ * the old chunks or the new ones — never a mix, never none — and once the transaction commits,
+ * only the new. The resource row is locked first (FOR UPDATE): concurrent re-indexes of one
+ * resource, and addChunks to it, wait for each other instead of leaving two sets of chunks. A
+ * missing or foreign resource → NotFoundError('resource', id). A failure (a chunk refused by
+ * PostgreSQL) leaves the old chunks in place (a savepoint covers the call) and throws.
+ *
+ * @example
+ * await withTenant(db, tenantId, (tx) => replaceResourceChunks(tx, { resourceId, chunks: [{ content, embedding, metadata: { page: 1 } }] }));
+ * // { deleted: 12, inserted: 1 }
+ *
+ * Roles: app_cms (README, "Production roles").
+ */
+export async function replaceResourceChunks(
+  db: TenantTx,
+  params: { resourceId: string; chunks: NewChunk[]; maxContentBytes?: number },
+): Promise<{ deleted: number; inserted: number }> {
+  assertRole(db, 'replaceResourceChunks');
+  const tenantId = tenantOf(db);
+  assertUuid('resourceId', params.resourceId);
+  // Every chunk is checked before anything is deleted (addChunks checks them again, cheaply).
+  validateChunks(params.chunks, params.maxContentBytes);
+  await sql`savepoint replace_resource_chunks`.execute(db);
+  try {
+    const locked = await sql<{ id: string }>`
+      select id from resources where tenant_id = ${tenantId} and id = ${params.resourceId} for update`.execute(db);
+    if (locked.rows.length === 0) throw new NotFoundError('resource', params.resourceId);
+    const removed = await sql`delete from vectors where tenant_id = ${tenantId} and resource_id = ${params.resourceId}`.execute(db);
+    const { inserted } = await addChunks(db, { resourceId: params.resourceId, chunks: params.chunks, maxContentBytes: params.maxContentBytes });
+    await sql`release savepoint replace_resource_chunks`.execute(db);
+    return { deleted: Number(removed.numAffectedRows ?? 0n), inserted };
+  } catch (error) {
+    await sql`rollback to savepoint replace_resource_chunks`.execute(db).catch(() => {});
+    await sql`release savepoint replace_resource_chunks`.execute(db).catch(() => {});
+    throw error;
+  }
+}
+
+/**
+ * Deletes the current tenant's chunks of a resource and/or a conversation (both given: the chunks
+ * of that resource in that conversation); at least one of them, else ValidationError. Returns how
+ * many were deleted (0 for a missing or foreign id). To delete a resource with its chunks, use
+ * deleteResource; a conversation's chunks also go when it is purged.
+ *
+ * @example
+ * await withTenant(db, tenantId, (tx) => deleteChunks(tx, { conversationId })); // { deleted: 3 }
+ *
+ * Roles: app_cms (README, "Production roles").
+ */
+export async function deleteChunks(db: TenantTx, params: { resourceId?: string; conversationId?: string }): Promise<{ deleted: number }> {
+  assertRole(db, 'deleteChunks');
+  const tenantId = tenantOf(db);
+  if (typeof params !== 'object' || params === null || (params.resourceId === undefined && params.conversationId === undefined)) {
+    throw new ValidationError('params', 'must name a resourceId and/or a conversationId');
+  }
+  if (params.resourceId !== undefined) assertUuid('resourceId', params.resourceId);
+  if (params.conversationId !== undefined) assertUuid('conversationId', params.conversationId);
+  const result = await db
+    .deleteFrom('vectors')
+    .where('tenantId', '=', tenantId)
+    .$if(params.resourceId !== undefined, (qb) => qb.where('resourceId', '=', params.resourceId!))
+    .$if(params.conversationId !== undefined, (qb) => qb.where('conversationId', '=', params.conversationId!))
+    .executeTakeFirst();
+  return { deleted: Number(result.numDeletedRows) };
 }
 
 /** ValidationError('maxPageBytes') when the rows' content (total_bytes, the same on every row) passes the budget. */
@@ -337,12 +466,26 @@ function validEmbedding(query: VectorValue): RawBuilder<unknown> {
   return sql`(embedding <=> ${query}::vector) <> 'NaN'::float8 and (embedding <=> embedding) <> 'NaN'::float8`;
 }
 
-function sourceFilter(params: ChunkSource): RawBuilder<unknown> {
+/** The SQL of a search's filters (`and …` conditions on vectors), validated first. */
+function searchFilter(params: ChunkFilter): RawBuilder<unknown> {
+  assertSource(params);
   const parts: RawBuilder<unknown>[] = [];
   if (params.resourceId !== undefined) parts.push(sql`and resource_id = ${params.resourceId}`);
   if (params.conversationId !== undefined) parts.push(sql`and conversation_id = ${params.conversationId}`);
   if (params.toolId !== undefined) parts.push(sql`and tool_id = ${params.toolId}`);
+  if (params.metadata !== undefined) parts.push(sql`and metadata @> ${metadataFilter(params.metadata)}::jsonb`);
   return sql.join(parts, sql` `);
+}
+
+/** The `metadata` filter as JSON text: a JSON object of at most MAX_METADATA_BYTES. */
+function metadataFilter(metadata: unknown): string {
+  return jsonObject('metadata', metadata, { maxBytes: MAX_METADATA_BYTES, limitName: 'MAX_METADATA_BYTES' });
+}
+
+/** A chunk's metadata as JSON text (`{}` when left out): a JSON object of at most MAX_METADATA_BYTES. */
+function chunkMetadata(field: string, metadata: unknown): string {
+  if (metadata === undefined) return '{}';
+  return jsonObject(field, metadata, { maxBytes: MAX_METADATA_BYTES, limitName: 'MAX_METADATA_BYTES' });
 }
 
 function assertSource(params: ChunkSource): void {

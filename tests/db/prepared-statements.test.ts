@@ -70,7 +70,7 @@ describe.skipIf(!onServer)('prepared statements (server)', () => {
       for (let i = 0; i < 7; i += 1) {
         expect(await withTenant(db, tenant.tenantId, (tx) => similaritySearch(tx, { embedding, k: 1 }))).toHaveLength(1);
       }
-      const statements = await prepared(db, 'with nearest as materialized');
+      const statements = await prepared(db, 'with nearest_index as materialized');
       expect(statements).toHaveLength(1);
       expect(statements[0]).toMatchObject({ generic: 0, custom: 7 });
     } finally {

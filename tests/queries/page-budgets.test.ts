@@ -160,9 +160,10 @@ describe('searches have a byte budget', () => {
     await expect(withTenant(t.db, tenantId, (tx) => similaritySearch(tx, { embedding: query, k: 5, maxPageBytes: 300_000 }))).rejects.toMatchObject({
       name: 'ValidationError',
       field: 'maxPageBytes',
-      message: expect.stringContaining('the 5 chunks found hold 500000 bytes'),
+      // Content and metadata as JSON (`{}`, 2 bytes) of each chunk.
+      message: expect.stringContaining('the 5 chunks found hold 500010 bytes'),
     });
-    const hits = await withTenant(t.db, tenantId, (tx) => similaritySearch(tx, { embedding: query, k: 3, maxPageBytes: 300_000 }));
+    const hits = await withTenant(t.db, tenantId, (tx) => similaritySearch(tx, { embedding: query, k: 3, maxPageBytes: 300_006 }));
     expect(hits.map((h) => h.content.length)).toEqual([100_000, 100_000, 100_000]);
   });
 
@@ -170,7 +171,7 @@ describe('searches have a byte budget', () => {
     await expect(withTenant(t.db, tenantId, (tx) => hybridSearch(tx, { query: 'whales', embedding: query, k: 5, maxPageBytes: 300_000 }))).rejects.toMatchObject({
       field: 'maxPageBytes',
     });
-    const hits = await withTenant(t.db, tenantId, (tx) => hybridSearch(tx, { query: 'whales', embedding: query, k: 3, maxPageBytes: 300_000 }));
+    const hits = await withTenant(t.db, tenantId, (tx) => hybridSearch(tx, { query: 'whales', embedding: query, k: 3, maxPageBytes: 300_006 }));
     expect(hits).toHaveLength(3);
   });
 });

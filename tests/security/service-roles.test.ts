@@ -112,6 +112,15 @@ const calls: Record<Operation, (tx: TenantTx) => Promise<unknown>> = {
   updateTool: (tx) => api.updateTool(tx, { toolId: tenantToolId, description: 'changed by a role test' }),
   getTool: (tx) => api.getTool(tx, { toolId }),
   listTools: (tx) => api.listTools(tx),
+  // Issue 15 part B.
+  editMessage: (tx) => api.editMessage(tx, { messageId, content: { text: 'edited' } }),
+  listBranches: (tx) => api.listBranches(tx, { messageId }),
+  deleteMessageBranch: (tx) => api.deleteMessageBranch(tx, { messageId: randomUUID() }),
+  setConversationSummary: (tx) => api.setConversationSummary(tx, { conversationId, messageId: null }),
+  updateResource: (tx) => api.updateResource(tx, { resourceId, name: 'doc-v2.txt' }),
+  deleteResource: (tx) => api.deleteResource(tx, { resourceId: randomUUID() }),
+  replaceResourceChunks: (tx) => api.replaceResourceChunks(tx, { resourceId, chunks: [{ content: 'a re-indexed chunk', embedding }] }),
+  deleteChunks: (tx) => api.deleteChunks(tx, { resourceId: randomUUID() }),
 };
 
 /**
