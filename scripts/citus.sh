@@ -29,7 +29,13 @@
 set -euo pipefail
 
 version=13.2.2
-tarball=${CITUS_TARBALL:-$(cd "$(dirname "$0")/.." && pwd)/../shared/vendor/citus-$version.tar.gz}
+# The vendored source: CITUS_TARBALL, else ../shared/vendor beside the checkout, else /work/shared/vendor.
+tarball=${CITUS_TARBALL:-}
+if [ -z "$tarball" ]; then
+  for candidate in "$(cd "$(dirname "$0")/.." && pwd)/../shared/vendor/citus-$version.tar.gz" "/work/shared/vendor/citus-$version.tar.gz"; do
+    if [ -f "$candidate" ]; then tarball=$candidate; break; fi
+  done
+fi
 dir=${CITUS_DIR:-/tmp/citus-cluster}
 port=${CITUS_PORT:-9700}
 ports=("$port" "$((port + 1))" "$((port + 2))")
@@ -52,7 +58,7 @@ installed() {
 install() {
   if installed; then log "Citus $version already installed"; return; fi
   local major; major=$(pg_major)
-  [ -f "$tarball" ] || { log "no Citus source at $tarball (set CITUS_TARBALL)"; exit 1; }
+  [ -n "$tarball" ] && [ -f "$tarball" ] || { log "no Citus source (../shared/vendor/citus-$version.tar.gz): set CITUS_TARBALL"; exit 1; }
   log "installing build dependencies"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
