@@ -211,13 +211,14 @@ async function loadAgents(bare: BareClient, tenants: TenantInfo[], catalog: { mo
      from unnest($1::uuid[], $2::uuid[], $3::uuid[]) with ordinality as a(id, tenant_id, user_id, n)`,
     [rows.map((x) => x.id), rows.map((x) => x.tenant), rows.map((x) => x.user), catalog.modelIds],
   );
-  const pairs: [string, number][] = [];
+  const pairs: [string, string, number][] = [];
   for (const row of rows) {
-    for (const tool of shuffle(r, [...catalog.toolIds]).slice(0, between(r, 0, 3))) pairs.push([row.id, tool]);
+    for (const tool of shuffle(r, [...catalog.toolIds]).slice(0, between(r, 0, 3))) pairs.push([row.tenant ?? '00000000-0000-0000-0000-000000000000', row.id, tool]);
   }
+  // agent_scope: the agent's tenant, or the nil UUID for a global agent (migration 0019).
   await bare.query(
-    `insert into agent_tools (agent_id, tool_id) select * from unnest($1::uuid[], $2::int[])`,
-    [pairs.map((p) => p[0]), pairs.map((p) => p[1])],
+    `insert into agent_tools (agent_scope, agent_id, tool_id) select * from unnest($1::uuid[], $2::uuid[], $3::int[])`,
+    [pairs.map((p) => p[0]), pairs.map((p) => p[1]), pairs.map((p) => p[2])],
   );
   return globalAgents;
 }
