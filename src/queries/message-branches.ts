@@ -19,20 +19,9 @@ import { NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors
 import { tenantOf } from '../db/tenant.ts';
 import { assertRole } from '../db/service-roles.ts';
 import type { Conversation } from './conversations.ts';
-import { cursorTimestamp, decodeCursor, toSizedPage, keysetPast, type CursorScope, type Page, type SizedRow } from './cursor.ts';
-import { DEFAULT_PAGE_BYTES } from './limits.ts';
-import { appendMessage, type Message, type MessageContent } from './messages.ts';
-import { assertUuid, limitName, pageBytes, pageLimit } from './validate.ts';
-
-const MESSAGE_COLUMNS = [
-  'messages.id',
-  'messages.conversationId',
-  'messages.parentId',
-  'messages.role',
-  'messages.content',
-  'messages.createdAt',
-  'messages.updatedAt',
-] as const;
+import { decodeCursor, type CursorScope, type Page } from './cursor.ts';
+import { appendMessage, messagePage, type Message, type MessageContent } from './messages.ts';
+import { assertUuid, pageBytes, pageLimit } from './validate.ts';
 
 /**
  * Edits a message the way chat products do: a new message with the same parent, conversation and
@@ -111,51 +100,16 @@ export async function listBranches(
   };
   const after = params.cursor == null ? undefined : decodeCursor(params.cursor, scope);
 
-  const rows = await db
-    .selectFrom((eb) =>
-      eb
-        .selectFrom('messages')
-        .select((eb) => [
-          ...MESSAGE_COLUMNS,
-          cursorTimestamp(eb.ref('messages.createdAt')).as('cursorAt'),
-          sql<number>`octet_length(${eb.ref('messages.content')}::text)`.as('rowBytes'),
-        ])
-        .where('messages.tenantId', '=', tenantId)
-        .$if(messageId !== undefined, (qb) => qb.where('messages.parentId', '=', messageId!))
-        .$if(conversationId !== undefined, (qb) =>
-          qb.where('messages.conversationId', '=', conversationId!).where('messages.parentId', 'is', null),
-        )
-        .$if(after !== undefined, (qb) => qb.where((eb) => keysetPast(eb.ref('messages.createdAt'), eb.ref('messages.id'), after!, 'after')))
-        .orderBy('messages.createdAt', 'asc')
-        .orderBy('messages.id', 'asc')
-        .limit(limit + 1)
-        .as('p'),
-    )
-    .select((eb) => {
-      // The running size in page order; content is sent only while it stays within the budget.
-      const running = sql<string | number>`sum(${eb.ref('p.rowBytes')}) over (order by ${eb.ref('p.createdAt')}, ${eb.ref('p.id')})`;
-      return [
-        'p.id',
-        'p.conversationId',
-        'p.parentId',
-        'p.role',
-        sql<Message['content']>`case when ${running} <= ${maxBytes} then ${eb.ref('p.content')} end`.as('content'),
-        'p.createdAt',
-        'p.updatedAt',
-        'p.cursorAt',
-        'p.rowBytes',
-        running.as('runningBytes'),
-      ] as const;
-    })
-    .orderBy('p.createdAt', 'asc')
-    .orderBy('p.id', 'asc')
-    .execute();
-  const limitText = limitName(maxBytes, DEFAULT_PAGE_BYTES, 'DEFAULT_PAGE_BYTES', 'maxPageBytes');
-  return toSizedPage(rows as (Message & SizedRow & { cursorAt: string })[], limit, scope, {
-    maxBytes,
-    limitName: limitText,
-    what: 'message',
-  });
+  // The replies of a message, or a conversation's roots (messages_children_idx / messages_roots_idx).
+  return messagePage(
+    db,
+    tenantId,
+    (eb) =>
+      messageId !== undefined
+        ? eb('messages.parentId', '=', messageId)
+        : eb.and([eb('messages.conversationId', '=', conversationId!), eb('messages.parentId', 'is', null)]),
+    { after, limit, maxBytes, scope },
+  );
 }
 
 /**

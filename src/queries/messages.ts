@@ -15,10 +15,10 @@
  * composite foreign key through `depth`): no writer can make a cycle or a thread deeper than
  * MAX_THREAD_DEPTH messages.
  */
-import { sql, type Selectable } from 'kysely';
+import { sql, type Expression, type ExpressionBuilder, type Selectable, type SqlBool } from 'kysely';
 import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, ValidationError } from '../db/errors.ts';
-import type { JsonArray, JsonObject, Messages } from '../db/schema.generated.ts';
+import type { DB, JsonArray, JsonObject, Messages } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { cursorTimestamp, decodeCursor, tooLargeForPage, toSizedPage, type CursorScope, type Page, type SizedRow, keysetPast } from './cursor.ts';
 import { DEFAULT_PAGE_BYTES } from './limits.ts';
@@ -212,6 +212,21 @@ export async function listMessages(
   const scope: CursorScope = { list: 'messages', tenantId, scope: conversationId.toLowerCase() };
   const after = params.cursor == null ? undefined : decodeCursor(params.cursor, scope);
 
+  return messagePage(db, tenantId, (eb) => eb('messages.conversationId', '=', conversationId), { after, limit, maxBytes, scope });
+}
+
+/**
+ * One byte-budgeted page of a tenant's messages that match `filter`, oldest first (keyset on
+ * (created_at, id) past `after`): listMessages' and listBranches' query. Content is sent only
+ * while the running size of the page stays within `maxBytes` (see listMessages).
+ */
+export async function messagePage(
+  db: TenantTx,
+  tenantId: string,
+  filter: (eb: ExpressionBuilder<DB, 'messages'>) => Expression<SqlBool>,
+  page: { after: ReturnType<typeof decodeCursor> | undefined; limit: number; maxBytes: number; scope: CursorScope },
+): Promise<Page<Message>> {
+  const { after, limit, maxBytes, scope } = page;
   const rows = await db
     .selectFrom((eb) =>
       eb
@@ -222,12 +237,9 @@ export async function listMessages(
           sql<number>`octet_length(${eb.ref('messages.content')}::text)`.as('rowBytes'),
         ])
         .where('messages.tenantId', '=', tenantId)
-        .where('messages.conversationId', '=', conversationId)
+        .where(filter)
         .$if(after !== undefined, (qb) =>
-          qb.where(
-            (eb) =>
-              keysetPast(eb.ref('messages.createdAt'), eb.ref('messages.id'), after!, 'after'),
-          ),
+          qb.where((eb) => keysetPast(eb.ref('messages.createdAt'), eb.ref('messages.id'), after!, 'after')),
         )
         .orderBy('messages.createdAt', 'asc')
         .orderBy('messages.id', 'asc')
