@@ -24,12 +24,18 @@ begin
   for saved in select definition from app.citus_saved_definitions where kind in ('function', 'grant') order by position loop
     execute saved.definition;
   end loop;
+  drop function app.enter_tenant_context(uuid, bigint, text);
+  alter function app_citus.enter_tenant_context(uuid, bigint, text) set schema app;
+  grant execute on function app.enter_tenant_context(uuid, bigint, text) to app_server, app_gateway, app_cms;
+  drop schema app_citus;
   perform undistribute_table('app.tenant_token_keys');
   drop table app.tenant_token_keys;
 
   for fk in
     select c.conrelid::regclass as rel, c.conname as name from pg_constraint c
     where c.contype = 'f' and c.connamespace = 'public'::regnamespace
+      -- not the shards the coordinator holds (a reference table's copy): their keys go with the table's
+      and c.conrelid in (select logicalrelid from pg_dist_partition)
   loop
     execute format('alter table %s drop constraint %I', fk.rel, fk.name);
   end loop;

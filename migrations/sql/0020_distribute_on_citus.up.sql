@@ -162,8 +162,7 @@ begin
   end if;
   insert into app.citus_saved_definitions (kind, definition)
     select 'function', pg_get_functiondef(f)
-    from unnest(array['app.current_tenant_id()'::regprocedure, 'app.enter_tenant_context(uuid, bigint, text)'::regprocedure,
-                      'app.resolve_api_key(text)'::regprocedure]) f;
+    from unnest(array['app.current_tenant_id()'::regprocedure, 'app.resolve_api_key(text)'::regprocedure]) f;
 
   create table app.tenant_token_keys (
     id  integer primary key default 1 check (id = 1),
@@ -252,51 +251,38 @@ end
 $body$
   $def$;
 
-  -- Serves: the first statement of every withTenant transaction: 0010's verification, then the
-  -- token for the workers.
+  -- Serves: the first statement of every withTenant transaction: 0010's verification, unchanged,
+  -- then the token for the workers. 0010's function moves to the owner-only schema app_citus (not
+  -- renamed: its body names its parameters by the function's name) and the new
+  -- app.enter_tenant_context calls it.
+  create schema app_citus;
+  comment on schema app_citus is 'Owner-only: 0010''s tenant-context verification, called by app.enter_tenant_context on Citus (0020).';
+  revoke all on schema app_citus from public;
+  alter function app.enter_tenant_context(uuid, bigint, text) set schema app_citus;
+  revoke all on function app_citus.enter_tenant_context(uuid, bigint, text) from app_server, app_gateway, app_cms;
   execute $def$
-create or replace function app.enter_tenant_context(tenant uuid, counter bigint, signature text) returns void
+create function app.enter_tenant_context(tenant uuid, counter bigint, signature text) returns void
   language plpgsql
   volatile
   security definer
   set search_path = pg_catalog, pg_temp
 as $body$
 declare
-  ctx app.tenant_contexts;
-  gpid text;
+  gpid text := citus_backend_gpid()::text;
   token_key bytea;
 begin
-  reset all;
-  perform pg_advisory_unlock_all();
-  select * into ctx from app.tenant_contexts c where c.pid = pg_backend_pid();
-  if not found then
-    raise exception 'no tenant-context key is registered for this connection' using errcode = '42501';
-  end if;
-  if enter_tenant_context.counter <= ctx.counter then
-    raise exception 'tenant context refused: counter % was used already on this connection', enter_tenant_context.counter
-      using errcode = '42501';
-  end if;
-  if encode(sha256(ctx.key_outer || sha256(ctx.key_inner
-       || convert_to(enter_tenant_context.tenant::text || ':' || enter_tenant_context.counter::text, 'UTF8'))), 'hex')
-     is distinct from enter_tenant_context.signature then
-    raise exception 'tenant context refused: bad signature' using errcode = '42501';
-  end if;
-  if not exists (select from public.tenants t where t.id = enter_tenant_context.tenant) then
-    raise exception 'tenant % does not exist', enter_tenant_context.tenant using errcode = 'P0002';
-  end if;
-  update app.tenant_contexts c
-  set counter = enter_tenant_context.counter, tenant_id = enter_tenant_context.tenant, xact_start = transaction_timestamp()
-  where c.pid = pg_backend_pid();
-  -- The token every node verifies (0020). SET LOCAL, which Citus sends to each worker connection
-  -- of this transaction; EXECUTE, since SET takes no parameters.
+  perform app_citus.enter_tenant_context(tenant, counter, signature);
+  -- SET LOCAL, which Citus sends to each worker connection of this transaction; EXECUTE, since
+  -- SET takes no parameters.
   perform set_config('citus.propagate_set_commands', 'local', true);
-  gpid := citus_backend_gpid()::text;
   select k.key into token_key from app.tenant_token_keys k;
-  execute format('set local app.tenant_token = %L', enter_tenant_context.tenant::text || '.' || gpid || '.'
-    || encode(sha256(token_key || sha256(token_key || convert_to(enter_tenant_context.tenant::text || ':' || gpid, 'UTF8'))), 'hex'));
+  execute format('set local app.tenant_token = %L', tenant::text || '.' || gpid || '.'
+    || encode(sha256(token_key || sha256(token_key || convert_to(tenant::text || ':' || gpid, 'UTF8'))), 'hex'));
 end
 $body$
   $def$;
+  revoke all on function app.enter_tenant_context(uuid, bigint, text) from public;
+  grant execute on function app.enter_tenant_context(uuid, bigint, text) to app_server, app_gateway, app_cms;
 end
 $tenant_token$;
 
