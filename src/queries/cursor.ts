@@ -64,8 +64,7 @@ export function keysetPast(
 
 /** An opaque cursor for `position` in the list `scope` names. */
 export function encodeCursor(scope: CursorScope, position: CursorPosition): string {
-  const payload = { v: 1, l: scope.list, t: scope.tenantId, s: scope.scope, a: position.at, i: position.id };
-  return Buffer.from(JSON.stringify(payload)).toString('base64url');
+  return cursorOf(scope, { a: position.at, i: position.id });
 }
 
 /**
@@ -73,6 +72,25 @@ export function encodeCursor(scope: CursorScope, position: CursorPosition): stri
  * Garbage, a cursor of another list or another tenant → ValidationError('cursor').
  */
 export function decodeCursor(cursor: unknown, expected: CursorScope): CursorPosition {
+  const p = cursorPayload(cursor, expected, (p) => typeof p.a === 'string' && isRealTimestamp(p.a) && isUuid(p.i));
+  return { at: p.a as string, id: p.i as string };
+}
+
+/** A cursor of the list `scope` names holding `fields` (opaque: base64url JSON, version 1). */
+export function cursorOf(scope: CursorScope, fields: Record<string, unknown>): string {
+  return Buffer.from(JSON.stringify({ v: 1, l: scope.list, t: scope.tenantId, s: scope.scope, ...fields })).toString('base64url');
+}
+
+/**
+ * The fields of a cursor made by cursorOf, after checking its shape (`valid`) and that it was made
+ * for this list, tenant and scope (`scopeText` names the scope in the error). Else ValidationError('cursor').
+ */
+export function cursorPayload(
+  cursor: unknown,
+  expected: CursorScope,
+  valid: (payload: Record<string, unknown>) => boolean,
+  scopeText: string = expected.scope,
+): Record<string, unknown> {
   if (typeof cursor !== 'string' || cursor.length === 0 || cursor.length > 1000 || !/^[A-Za-z0-9_-]+$/.test(cursor)) {
     throw new ValidationError('cursor', 'is not a cursor returned by this list');
   }
@@ -83,16 +101,13 @@ export function decodeCursor(cursor: unknown, expected: CursorScope): CursorPosi
     throw new ValidationError('cursor', 'is not a cursor returned by this list');
   }
   const p = payload as Record<string, unknown>;
-  if (
-    typeof payload !== 'object' || payload === null || p.v !== 1 ||
-    typeof p.a !== 'string' || !isRealTimestamp(p.a) || !isUuid(p.i)
-  ) {
+  if (typeof payload !== 'object' || payload === null || p.v !== 1 || !valid(p)) {
     throw new ValidationError('cursor', 'is not a cursor returned by this list');
   }
   if (p.l !== expected.list || p.t !== expected.tenantId || p.s !== expected.scope) {
-    throw new ValidationError('cursor', `was made for another list, not for ${expected.list} of ${expected.scope}`);
+    throw new ValidationError('cursor', `was made for another list, not for ${expected.list} of ${scopeText}`);
   }
-  return { at: p.a, id: p.i };
+  return p;
 }
 
 /**

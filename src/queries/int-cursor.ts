@@ -4,8 +4,7 @@
  * JSON, valid only for the list, tenant and scope it was made for.
  */
 import { createHash } from 'node:crypto';
-import { ValidationError } from '../db/errors.ts';
-import type { CursorScope, Page } from './cursor.ts';
+import { cursorOf, cursorPayload, type CursorScope, type Page } from './cursor.ts';
 
 /** A scope text of any length as a short stable value (a prompt name can be 200 characters). */
 export function scopeDigest(text: string): string {
@@ -14,28 +13,18 @@ export function scopeDigest(text: string): string {
 
 /** An opaque cursor after integer key `key` in the list `scope` names. */
 export function encodeIntCursor(scope: CursorScope, key: number): string {
-  return Buffer.from(JSON.stringify({ v: 1, l: scope.list, t: scope.tenantId, s: scope.scope, n: key })).toString('base64url');
+  return cursorOf(scope, { n: key });
 }
 
 /** The integer key a cursor holds, after checking it was made for this list, tenant and scope; else ValidationError('cursor'). */
 export function decodeIntCursor(cursor: unknown, expected: CursorScope): number {
-  if (typeof cursor !== 'string' || cursor.length === 0 || cursor.length > 1000 || !/^[A-Za-z0-9_-]+$/.test(cursor)) {
-    throw new ValidationError('cursor', 'is not a cursor returned by this list');
-  }
-  let payload: unknown;
-  try {
-    payload = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-  } catch {
-    throw new ValidationError('cursor', 'is not a cursor returned by this list');
-  }
-  const p = payload as Record<string, unknown>;
-  if (typeof payload !== 'object' || payload === null || p.v !== 1 || typeof p.n !== 'number' || !Number.isSafeInteger(p.n) || p.n < 0 || p.n > 2_147_483_647) {
-    throw new ValidationError('cursor', 'is not a cursor returned by this list');
-  }
-  if (p.l !== expected.list || p.t !== expected.tenantId || p.s !== expected.scope) {
-    throw new ValidationError('cursor', `was made for another list, not for ${expected.list} of this scope`);
-  }
-  return p.n;
+  const p = cursorPayload(
+    cursor,
+    expected,
+    (p) => typeof p.n === 'number' && Number.isSafeInteger(p.n) && p.n >= 0 && p.n <= 2_147_483_647,
+    'this scope',
+  );
+  return p.n as number;
 }
 
 /** Rows fetched with `limit + 1` → the page of the first `limit` and the cursor after its last row's `key(row)`. */
