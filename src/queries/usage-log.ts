@@ -4,8 +4,7 @@ import { assertRole } from '../db/service-roles.ts';
 import { tenantOf } from '../db/tenant.ts';
 import type { TenantTx } from '../db/tenant-tx.ts';
 import { cursorTimestamp, decodeCursor, keysetPast, toPage, type CursorScope, type Page } from './cursor.ts';
-import { decimalText } from './decimal.ts';
-import type { UsageRow } from './usage.ts';
+import { usageColumns, type UsageRow } from './usage.ts';
 import { assertDate, assertInt, assertUuid, pageLimit } from './validate.ts';
 
 /** Filters of listUsage; all optional. `from <= createdAt < to`. */
@@ -54,21 +53,7 @@ export async function listUsage(db: TenantTx, params: ListUsageParams = {}): Pro
   const after = params.cursor == null ? undefined : decodeCursor(params.cursor, scope);
   const rows = await db
     .selectFrom('usage')
-    .select([
-      'id',
-      'userId',
-      'modelId',
-      'agentId',
-      'messageId',
-      'type',
-      'inputTokens',
-      'outputTokens',
-      'cacheReadTokens',
-      'cacheWriteTokens',
-      'idempotencyKey',
-      'createdAt',
-    ])
-    .select((eb) => [decimalText(eb.ref('cost')).as('cost'), cursorTimestamp(eb.ref('createdAt')).as('cursorAt')])
+    .select((eb) => [...usageColumns(eb), cursorTimestamp(eb.ref('createdAt')).as('cursorAt')])
     .where('tenantId', '=', tenantId)
     .$if(params.userId !== undefined, (qb) => qb.where('userId', '=', params.userId!))
     .$if(params.modelId !== undefined, (qb) => qb.where('modelId', '=', params.modelId!))

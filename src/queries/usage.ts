@@ -56,7 +56,7 @@ const USAGE_COLUMNS = [
 ] as const satisfies readonly (keyof UsageRow)[];
 
 /** USAGE_COLUMNS for a select, `cost` as canonical decimal text (see decimalText). */
-function usageColumns(eb: ExpressionBuilder<DB, 'usage'>) {
+export function usageColumns(eb: ExpressionBuilder<DB, 'usage'>) {
   return [...USAGE_COLUMNS.filter((c) => c !== 'cost'), decimalText(eb.ref('cost')).as('cost')] as const;
 }
 
