@@ -48,6 +48,8 @@ const COLUMNS = [
   'conversations.createdAt',
   'conversations.updatedAt',
 ] as const;
+/** The columns of a Conversation, as the functions here return it (for writers elsewhere that return one). */
+export const CONVERSATION_COLUMNS = COLUMNS;
 
 /**
  * Starts a conversation of user `userId` with agent `agentId`, an agent the user may use: global,

@@ -18,7 +18,7 @@ import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { assertRole } from '../db/service-roles.ts';
-import type { Conversation } from './conversations.ts';
+import { CONVERSATION_COLUMNS, type Conversation } from './conversations.ts';
 import { decodeCursor, type CursorScope, type Page } from './cursor.ts';
 import { appendMessage, messagePage, type Message, type MessageContent } from './messages.ts';
 import { assertUuid, pageBytes, pageLimit } from './validate.ts';
@@ -186,18 +186,7 @@ export async function setConversationSummary(
           ),
         ),
       )
-      .returning([
-        'conversations.id',
-        'conversations.userId',
-        'conversations.agentId',
-        'conversations.title',
-        'conversations.deleted',
-        'conversations.deletedAt',
-        'conversations.summaryMessageId',
-        'conversations.lastActivityAt',
-        'conversations.createdAt',
-        'conversations.updatedAt',
-      ])
+      .returning(CONVERSATION_COLUMNS)
       .executeTakeFirst();
   } catch (error) {
     // The message was deleted between the check and the foreign key's (a concurrent delete).
