@@ -14,7 +14,7 @@ import { SnakeCamelPlugin } from '../src/db/camel-case.ts';
 import { postgresConfig, type AppRole } from '../src/db/config.ts';
 import { createDb } from '../src/db/create-db.ts';
 import { guardPglite } from '../src/db/guard-pglite.ts';
-import { CLEANUP_SQL, ConnectionContext, ENTER_CONTEXT_SQL, OPEN_CONTEXT_SQL } from '../src/db/tenant-context.ts';
+import { beginAndEnterSql, CLEANUP_SQL, ConnectionContext, ENTER_CONTEXT_SQL, OPEN_CONTEXT_SQL } from '../src/db/tenant-context.ts';
 import type { DB } from '../src/db/schema.generated.ts';
 import { VectorPlugin } from '../src/db/vector.ts';
 
@@ -26,17 +26,27 @@ export type BareQuery = <R = Record<string, unknown>>(text: string, params?: unk
 
 /** One bare driver connection (no Kysely, no package code). */
 export interface BareClient {
+  /** The statement sent unnamed (parsed and planned at every call). */
   query: BareQuery;
+  /** The statement as a named prepared statement (one name per text on this connection): the floor a driver can reach. */
+  queryNamed: BareQuery;
   /** Runs a script of several statements, without parameters (simple query protocol). */
   script(text: string): Promise<void>;
   /** `begin` … `commit` around `fn` on this connection (rollback when it throws). */
   transaction<T>(fn: (query: BareQuery) => Promise<T>): Promise<T>;
   /**
-   * A tenant transaction in withTenant's shape, with no package code in the way: `begin`, the
-   * signed tenant context (src/db/tenant-context.ts: the same statement, signed with this
-   * connection's own key), `fn`, then `commit` with the same cleanup in the same round trip.
+   * A tenant transaction in withTenant's shape, with no package code in the way: `begin` and the
+   * signed tenant context in one round trip (src/db/tenant-context.ts: the same text, signed with
+   * this connection's own key), `fn`, then `commit` with the same cleanup in the same round trip.
    */
-  tenantTransaction<T>(tenantId: string, fn: (query: BareQuery) => Promise<T>, role?: AppRole): Promise<T>;
+  tenantTransaction<T>(tenantId: string, fn: (query: BareQuery, queryNamed: BareQuery) => Promise<T>, role?: AppRole): Promise<T>;
+  /**
+   * A tenant transaction in the shape withTenant had before the signed context (issue 19):
+   * `begin`, `set_config('app.tenant_id', …)` as a named statement, `fn`, `commit`: four round
+   * trips, no cleanup. As the owner (row-level security does not apply, so `fn`'s statements skip
+   * the policies' work too): a floor under what that withTenant cost, not a copy of it.
+   */
+  unsignedTransaction<T>(tenantId: string, fn: (query: BareQuery, queryNamed: BareQuery) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -117,17 +127,25 @@ async function serverClient(url: string): Promise<BareClient> {
   client.on('error', () => {});
   await client.connect();
   const query: BareQuery = async (text, params) => (await client.query(text, params as unknown[])).rows;
+  const names = new Map<string, string>();
+  const queryNamed: BareQuery = async (text, params) => {
+    let name = names.get(text);
+    if (name === undefined) {
+      name = `bare_${names.size}`;
+      names.set(text, name);
+    }
+    return (await client.query({ name, text, values: params as unknown[] })).rows;
+  };
   const context = new ConnectionContext();
   return {
     tenantTransaction: async (tenantId, fn, role = 'app_user') => {
-      await client.query('begin');
+      if (!context.registered) {
+        await client.query(OPEN_CONTEXT_SQL, context.openParameters());
+        context.registered = true;
+      }
+      await client.query(beginAndEnterSql(context.enterParameters(tenantId, role)));
       try {
-        if (!context.registered) {
-          await client.query(OPEN_CONTEXT_SQL, context.openParameters());
-          context.registered = true;
-        }
-        await client.query(ENTER_CONTEXT_SQL, context.enterParameters(tenantId, role));
-        const result = await fn(query);
+        const result = await fn(query, queryNamed);
         await client.query(`commit; ${CLEANUP_SQL}`);
         return result;
       } catch (error) {
@@ -135,7 +153,20 @@ async function serverClient(url: string): Promise<BareClient> {
         throw error;
       }
     },
+    unsignedTransaction: async (tenantId, fn) => {
+      await client.query('begin');
+      try {
+        await queryNamed(`select set_config('app.tenant_id', $1, true), set_config('search_path', 'public, pg_temp', true)`, [tenantId]);
+        const result = await fn(query, queryNamed);
+        await client.query('commit');
+        return result;
+      } catch (error) {
+        await client.query('rollback').catch(() => {});
+        throw error;
+      }
+    },
     query,
+    queryNamed,
     script: async (text) => {
       await client.query(text);
     },
@@ -160,9 +191,18 @@ function pgliteClient(pglite: PGlite): BareClient {
     tenantTransaction: (tenantId, fn, role = 'app_user') =>
       pglite.transaction(async (tx) => {
         await tx.query(ENTER_CONTEXT_SQL, [tenantId, null, null, role]);
-        return fn(async (text, params) => (await tx.query(text, params as unknown[])).rows as never);
+        const q: BareQuery = async (text, params) => (await tx.query(text, params as unknown[])).rows as never;
+        return fn(q, q);
+      }),
+    unsignedTransaction: (tenantId, fn) =>
+      pglite.transaction(async (tx) => {
+        await tx.query(`select set_config('app.tenant_id', $1, true), set_config('search_path', 'public, pg_temp', true)`, [tenantId]);
+        const q: BareQuery = async (text, params) => (await tx.query(text, params as unknown[])).rows as never;
+        return fn(q, q);
       }),
     query: async (text, params) => (await pglite.query(text, params as unknown[])).rows as never,
+    // PGlite prepares nothing by name; the embedded floor is the same call.
+    queryNamed: async (text, params) => (await pglite.query(text, params as unknown[])).rows as never,
     script: async (text) => {
       await pglite.exec(text);
     },

@@ -65,7 +65,14 @@ export async function sequential(
  */
 export async function interleaved<K extends string>(
   variants: Record<K, (i: number) => Promise<unknown>>,
-  options: { iterations: number; warmup?: number; maxMs?: number; minIterations?: number },
+  options: {
+    iterations: number;
+    warmup?: number;
+    maxMs?: number;
+    minIterations?: number;
+    /** Filled with each variant's CPU time of this process over its measured calls, µs (process.cpuUsage). */
+    clientCpuMicros?: Partial<Record<K, number>>;
+  },
 ): Promise<Record<K, number[]>> {
   const keys = Object.keys(variants) as K[];
   const samples = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<K, number[]>;
@@ -75,7 +82,12 @@ export async function interleaved<K extends string>(
     if (i >= (options.minIterations ?? 0) && performance.now() > deadline) break;
     for (let j = 0; j < keys.length; j += 1) {
       const k = keys[(i + j) % keys.length]!;
+      const cpu = process.cpuUsage();
       samples[k].push(await timeIt(() => variants[k](i)));
+      if (options.clientCpuMicros !== undefined) {
+        const used = process.cpuUsage(cpu);
+        options.clientCpuMicros[k] = (options.clientCpuMicros[k] ?? 0) + used.user + used.system;
+      }
     }
   }
   return samples;

@@ -16,7 +16,15 @@ export class SnakeCamelPlugin extends CamelCasePlugin {
     super({ maintainNestedObjectKeys: true, ...options });
   }
 
+  // Every identifier of every query passes here: the names are few, so each is mapped once.
+  readonly #snake = new Map<string, string>();
+
   protected override snakeCase(str: string): string {
-    return super.snakeCase(str).replace(/([a-z])(\d+)(?=[a-z])/g, '$1_$2');
+    let snake = this.#snake.get(str);
+    if (snake === undefined) {
+      snake = super.snakeCase(str).replace(/([a-z])(\d+)(?=[a-z])/g, '$1_$2');
+      if (this.#snake.size < 10_000) this.#snake.set(str, snake);
+    }
+    return snake;
   }
 }

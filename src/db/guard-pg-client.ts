@@ -1,11 +1,14 @@
 import type pg from 'pg';
 import { ConnectionTamperedError } from './errors.ts';
-import { CLEANUP_SQL, ConnectionContext, ENTER_CONTEXT_SQL, OPEN_CONTEXT_SQL, tenantContextFailure } from './tenant-context.ts';
+import { beginAndEnterSql, CLEANUP_SQL, ConnectionContext, ENTER_CONTEXT_SQL, OPEN_CONTEXT_SQL, tenantContextFailure } from './tenant-context.ts';
 
 type Query = (...args: unknown[]) => Promise<unknown>;
 interface Result {
   rows: Record<string, unknown>[];
 }
+
+/** What node-postgres resolves `query('begin')` with; Kysely reads none of it. */
+const BEGIN_RESULT = { command: 'BEGIN', rowCount: null, oid: null, rows: [], fields: [] };
 
 const contexts = new WeakMap<object, ConnectionContext>();
 
@@ -14,6 +17,10 @@ const contexts = new WeakMap<object, ConnectionContext>();
  *
  * - the tenant context: withTenant's first statement ({@link ENTER_CONTEXT_SQL}) gets this
  *   connection's counter and signature (the key is registered on first use), and is checked;
+ * - one round trip less per transaction: a `begin` is held back until the next statement, and
+ *   sent with it when that is withTenant's first statement ({@link beginAndEnterSql}); before
+ *   any other statement it is sent alone, as before; `begin` directly followed by `commit` or
+ *   `rollback` sends nothing;
  * - the end of every tenant transaction: its COMMIT or ROLLBACK carries {@link CLEANUP_SQL} in the
  *   same round trip, and a connection whose prepared statements were dropped or replaced by SQL
  *   is marked poisoned, so that {@link releaseOf} discards it instead of pooling it again;
@@ -27,18 +34,32 @@ export function guardClient(client: pg.PoolClient, nameStatements: ((query: Quer
   const ctx = new ConnectionContext();
   contexts.set(client, ctx);
   let registeredInTransaction = false;
+  // Kysely's `begin`, not sent yet (see below).
+  let beginHeld = false;
 
-  const enter = async (values: unknown[]): Promise<unknown> => {
+  const enter = async (values: unknown[], begin: boolean): Promise<unknown> => {
     if (ctx.poisoned !== undefined) throw new ConnectionTamperedError(ctx.poisoned);
     const [tenantId, , , role] = values as [string, null, null, string];
+    if (ctx.inTenantTransaction) {
+      // Only withTenant sends this statement, first in its own transaction: a second one in the
+      // same transaction is not the package's doing.
+      ctx.poisoned = 'a tenant context was entered twice in one transaction';
+      throw new ConnectionTamperedError(ctx.poisoned);
+    }
     let result: Result;
     try {
       if (!ctx.registered) {
+        // Registered outside the transaction when it has not begun yet (committed at once).
         await raw(OPEN_CONTEXT_SQL, ctx.openParameters());
         ctx.registered = true;
-        registeredInTransaction = true;
+        registeredInTransaction = !begin;
       }
-      result = (await raw(ENTER_CONTEXT_SQL, ctx.enterParameters(tenantId, role))) as Result;
+      if (begin) {
+        const results = (await raw(beginAndEnterSql(ctx.enterParameters(tenantId, role)))) as Result[];
+        result = results[1]!;
+      } else {
+        result = (await raw(ENTER_CONTEXT_SQL, ctx.enterParameters(tenantId, role))) as Result;
+      }
     } catch (error) {
       ctx.inTenantTransaction = true; // the ROLLBACK that follows still cleans up
       throw tenantContextFailure(error, tenantId);
@@ -72,8 +93,21 @@ export function guardClient(client: pg.PoolClient, nameStatements: ((query: Quer
 
   (client as unknown as { query: unknown }).query = (text: unknown, values?: unknown, callback?: unknown) => {
     if (callback === undefined && typeof text === 'string') {
-      if (text === ENTER_CONTEXT_SQL && Array.isArray(values)) return enter(values);
+      if (text === 'begin' && !beginHeld && (values === undefined || (Array.isArray(values) && values.length === 0))) {
+        beginHeld = true;
+        return Promise.resolve(BEGIN_RESULT);
+      }
+      if (beginHeld) {
+        beginHeld = false;
+        if (text === ENTER_CONTEXT_SQL && Array.isArray(values)) return enter(values, true);
+        if (text === 'commit' || text === 'rollback') return Promise.resolve({ ...BEGIN_RESULT, command: text.toUpperCase() });
+        return raw('begin').then(() => named(text, values));
+      }
+      if (text === ENTER_CONTEXT_SQL && Array.isArray(values)) return enter(values, false);
       if (ctx.inTenantTransaction && (text === 'commit' || text === 'rollback')) return finish(text);
+    } else if (beginHeld) {
+      beginHeld = false;
+      return raw('begin').then(() => (callback === undefined ? named(text, values) : named(text, values, callback)));
     }
     return callback === undefined ? named(text, values) : named(text, values, callback);
   };

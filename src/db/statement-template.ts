@@ -1,4 +1,6 @@
-import { sql, type Compilable, type Kysely, type RawBuilder } from 'kysely';
+import { createQueryId, sql, type Compilable, type CompiledQuery, type Kysely, type KyselyPlugin, type QueryResult, type RawBuilder } from 'kysely';
+import { SnakeCamelPlugin } from './camel-case.ts';
+import { VectorPlugin } from './vector.ts';
 
 /** Stands for a value while a template is compiled: each becomes one `$n` of the SQL text. */
 class Slot {
@@ -9,10 +11,20 @@ class Slot {
 }
 
 interface Compiled {
-  /** The compiled SQL split at its placeholders `$1`..`$n`. */
+  /** The compiled SQL text: one string for every call, so that lookups keyed by it (statement names) hash it once. */
+  text: string;
+  /** The same text split at its placeholders `$1`..`$n`. */
   fragments: readonly string[] & { raw: readonly string[] };
   /** The value of each placeholder, by name. */
   slots: readonly string[];
+  /** The tree Kysely compiled the text from (for plugins that read `compiledQuery.query`). */
+  node: CompiledQuery['query'];
+}
+
+/** A statement of a template with one call's values: run it, or compile it as a raw `sql` builder would. */
+export interface TemplateStatement<R> {
+  execute(db: Kysely<any>): Promise<QueryResult<R>>;
+  compile(db: Kysely<any>): CompiledQuery<R>;
 }
 
 /**
@@ -22,10 +34,14 @@ interface Compiled {
  *
  * `build` receives stand-ins for `values` (use them only as values, never to decide the shape) and
  * `shape`, which decides everything else; one template is compiled per distinct `shape` (compared
- * as JSON) and its SQL text kept. Each call returns a raw `sql` builder over that text with the
- * call's values, so it still runs through the database's plugins (camelCase result keys) and is
- * seen by query recorders. The text is compiled with the plugins of the first database it runs on:
- * every database of createDb compiles the same text for statements without vectors.
+ * as JSON) and its SQL text kept. The text is compiled with the plugins of the first database it
+ * runs on: every database of createDb compiles the same text for statements without vectors.
+ *
+ * Running it: on a database with only the package's own plugins (camelCase, vectors), the kept
+ * text is sent as it is with the call's values and only the results pass through the plugins
+ * (nothing is built or compiled per call). On a database with any other plugin (a query recorder,
+ * `withPlugin(…)`), it runs as a raw `sql` builder over the same text, so that such plugins see
+ * it as every other statement.
  *
  * @example
  * const byEmail = statementTemplate((db, v: { tenantId: string; email: string }, _shape: null) =>
@@ -34,7 +50,7 @@ interface Compiled {
  */
 export function statementTemplate<D, V extends object, S, R>(
   build: (db: Kysely<D>, values: V, shape: S) => Compilable<R>,
-): (db: Kysely<D>, values: V, shape: S) => RawBuilder<R> {
+): (db: Kysely<D>, values: V, shape: S) => TemplateStatement<R> {
   const compiled = new Map<string, Compiled>();
   return (db, values, shape) => {
     const key = JSON.stringify(shape) ?? 'undefined';
@@ -43,8 +59,27 @@ export function statementTemplate<D, V extends object, S, R>(
       template = compile(db, build, values, shape);
       compiled.set(key, template);
     }
-    return sql<R>(template.fragments as unknown as TemplateStringsArray, ...template.slots.map((name) => (values as Record<string, unknown>)[name]));
+    const bound = template;
+    const parameters = bound.slots.map((name) => (values as Record<string, unknown>)[name]);
+    const raw = (): RawBuilder<R> => sql<R>(bound.fragments as unknown as TemplateStringsArray, ...parameters);
+    return {
+      execute: (on) =>
+        onlyOwnPlugins(on)
+          ? on.executeQuery<R>({ sql: bound.text, parameters, query: bound.node, queryId: createQueryId() })
+          : raw().execute(on),
+      compile: (on) => raw().compile(on),
+    };
   };
+}
+
+/** The database runs no plugin but the package's own (createDb's): nothing else needs to see the tree. */
+function onlyOwnPlugins(db: Kysely<any>): boolean {
+  for (const plugin of db.getExecutor().plugins) if (!isOwnPlugin(plugin)) return false;
+  return true;
+}
+
+function isOwnPlugin(plugin: KyselyPlugin): boolean {
+  return plugin instanceof SnakeCamelPlugin || plugin instanceof VectorPlugin;
 }
 
 function compile<D, V extends object, S, R>(
@@ -54,7 +89,10 @@ function compile<D, V extends object, S, R>(
   shape: S,
 ): Compiled {
   const standIns = Object.fromEntries(Object.keys(values).map((name) => [name, new Slot(name)])) as unknown as V;
-  const query = build(db, standIns, shape).compile();
+  // Compiled with the package's own plugins only: a query recorder sees the statement when it runs, not this.
+  let own = db.withoutPlugins();
+  for (const plugin of db.getExecutor().plugins) if (isOwnPlugin(plugin)) own = own.withPlugin(plugin);
+  const query = build(own, standIns, shape).compile();
   const slots = query.parameters.map((parameter, index) => {
     if (!(parameter instanceof Slot)) {
       throw new Error(`statementTemplate: parameter $${index + 1} is not one of the values (${String(parameter)}): pass every value through \`values\``);
@@ -76,5 +114,5 @@ function compile<D, V extends object, S, R>(
   if (expected - 1 !== slots.length) {
     throw new Error(`statementTemplate: ${expected - 1} placeholders for ${slots.length} parameters in ${query.sql}`);
   }
-  return { fragments: Object.assign(fragments, { raw: fragments }), slots };
+  return { text: query.sql, fragments: Object.assign(fragments, { raw: fragments }), slots, node: query.query };
 }

@@ -1,5 +1,5 @@
-import { createHmac, randomBytes } from 'node:crypto';
-import { ConfigError, NotFoundError, sqlState } from './errors.ts';
+import { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
+import { ConfigError, NotFoundError, sqlState, TenantContextError } from './errors.ts';
 
 /**
  * The client half of the signed tenant context (migration 0010). Each physical connection gets a
@@ -11,6 +11,8 @@ import { ConfigError, NotFoundError, sqlState } from './errors.ts';
  */
 export class ConnectionContext {
   readonly #key = randomBytes(32);
+  // One KeyObject for the connection's life: createHmac with a Buffer builds a new one per call.
+  readonly #hmacKey: KeyObject = createSecretKey(this.#key);
   #counter = 0n;
   /** The key is registered with the backend (app.open_tenant_context ran on this connection). */
   registered = false;
@@ -37,7 +39,7 @@ export class ConnectionContext {
     this.#counter += 1n;
     const tenant = tenantId.toLowerCase();
     const counter = this.#counter.toString();
-    const signature = createHmac('sha256', this.#key).update(`${tenant}:${counter}`, 'utf8').digest('hex');
+    const signature = createHmac('sha256', this.#hmacKey).update(`${tenant}:${counter}`, 'utf8').digest('hex');
     return [tenant, counter, signature, role];
   }
 }
@@ -56,6 +58,30 @@ export const OPEN_CONTEXT_SQL = `select app.open_tenant_context(decode($1, 'hex'
 export const ENTER_CONTEXT_SQL =
   `select app.enter_tenant_context($1::uuid, $2::bigint, $3) as "entered", ` +
   `set_config('role', $4, true) as "role", set_config('search_path', 'public, pg_temp', true) as "searchPath"`;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const COUNTER = /^[1-9][0-9]{0,18}$/;
+const SIGNATURE = /^[0-9a-f]{64}$/;
+const ROLE = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * BEGIN and {@link ENTER_CONTEXT_SQL} in one round trip: the text a server connection sends to
+ * open a tenant transaction (guard-pg-client.ts). A simple-protocol query cannot carry bound
+ * parameters, so the values of {@link ConnectionContext.enterParameters} are written into the
+ * text, each checked against its exact form first (a UUID, a positive counter, a hex signature, a
+ * role name): nothing else can reach it. What is visible in pg_stat_activity while it runs — the
+ * tenant, the counter, the signature — is of no use elsewhere: the signature is bound to this
+ * connection's key and to a counter that has been used by then.
+ */
+export function beginAndEnterSql([tenant, counter, signature, role]: [string, string, string, string]): string {
+  if (!UUID.test(tenant) || !COUNTER.test(counter) || !SIGNATURE.test(signature) || !ROLE.test(role)) {
+    throw new TenantContextError('the tenant-context parameters are not in their exact form; refusing to send them');
+  }
+  return (
+    `begin; select app.enter_tenant_context('${tenant}'::uuid, ${counter}::bigint, '${signature}') as "entered", ` +
+    `set_config('role', '${role}', true) as "role", set_config('search_path', 'public, pg_temp', true) as "searchPath"`
+  );
+}
 
 /**
  * Run after every tenant transaction on a server connection, in the same round trip as its

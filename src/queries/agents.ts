@@ -1,4 +1,4 @@
-import { sql, type Expression, type ExpressionBuilder, type Selectable, type SelectQueryBuilder, type SqlBool } from 'kysely';
+import { sql, type Expression, type ExpressionBuilder, type Kysely, type Selectable, type SelectQueryBuilder, type SqlBool } from 'kysely';
 import type { Executor } from '../db/create-db.ts';
 import type { TenantTx } from '../db/tenant-tx.ts';
 import { AgentRetiredError, NotFoundError, ValidationError, foreignKeyViolated } from '../db/errors.ts';
@@ -8,6 +8,7 @@ import { decimalText } from './decimal.ts';
 import { cursorTimestamp, decodeCursor, toPage, type CursorScope, type Page, keysetPast } from './cursor.ts';
 import { assertInt, assertOptionalText, assertText, assertUuid, jsonObject, pageLimit } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
+import { statementTemplate } from '../db/statement-template.ts';
 import { MAX_METADATA_BYTES } from './limits.ts';
 
 /**
@@ -396,53 +397,8 @@ export async function resolveAgent(db: TenantTx, params: { agentId: string; user
   assertUuid('agentId', params.agentId);
   assertUuid('userId', params.userId);
   const { userId } = params;
-  const row = await db
-    .selectFrom('agents as a')
-    .innerJoin('models as m', 'm.id', 'a.modelId')
-    .innerJoin('providers as p', 'p.id', 'm.providerId')
-    // The agent's prompt row (the pinned version), global or the tenant's...
-    .leftJoin('prompts as pin', (join) =>
-      join
-        .onRef('pin.id', '=', 'a.promptId')
-        .on((eb) => eb.or([eb('pin.tenantId', 'is', null), eb('pin.tenantId', '=', tenantId)])),
-    )
-    // ...and the version it runs: that one, or the latest of its name and scope when the agent
-    // follows the latest (one backward step on prompts (scope, name, version)).
-    .leftJoinLateral(
-      (eb) =>
-        eb
-          .selectFrom('prompts as p2')
-          .select(['p2.id', 'p2.name', 'p2.version', 'p2.content'])
-          .whereRef('p2.scope', '=', 'pin.scope')
-          .whereRef('p2.name', '=', 'pin.name')
-          .where((eb) => eb.or([eb('a.promptFollowsLatest', '=', true), eb('p2.id', '=', eb.ref('pin.id'))]))
-          .orderBy('p2.version', 'desc')
-          .limit(1)
-          .as('pr'),
-      (join) => join.onTrue(),
-    )
-    .select(AGENT_COLUMNS_OF_A)
-    .select([
-      'm.name as modelName', 'm.internalName as modelInternalName', 'm.type as modelType',
-      'm.description as modelDescription', 'm.maxContext as modelMaxContext', 'm.maxOutput as modelMaxOutput',
-      'm.maxReasoning as modelMaxReasoning', 'm.defaultParameters as modelDefaultParameters',
-      'p.id as providerId', 'p.name as providerName', 'p.endpoint as providerEndpoint',
-      'pr.id as resolvedPromptId', 'pr.name as promptName', 'pr.version as promptVersion', 'pr.content as promptContent',
-    ])
-    .select((eb) => [
-      decimalText(eb.ref('m.cost1kInput')).as('modelCost1kInput'),
-      decimalText(eb.ref('m.cost1kOutput')).as('modelCost1kOutput'),
-      decimalText(eb.ref('m.cost1kCacheRead')).as('modelCost1kCacheRead'),
-      decimalText(eb.ref('m.cost1kCacheWrite')).as('modelCost1kCacheWrite'),
-      toolsOf(eb.ref('a.id'), tenantId).as('tools'),
-    ])
-    .where('a.id', '=', params.agentId)
-    .where((eb) => visibleAgent(eb, tenantId, { userId }))
-    // The user must be the tenant's: a global or tenant-wide agent is not resolved for nobody.
-    .where(({ exists, selectFrom }) =>
-      exists(selectFrom('users as u').select(sql.lit(1).as('one')).where('u.tenantId', '=', tenantId).where('u.id', '=', userId)),
-    )
-    .executeTakeFirst();
+  const { rows } = await resolveAgentStatement(db, { tenantId, userId, agentId: params.agentId }, null).execute(db);
+  const row = rows[0];
   if (row === undefined) {
     if (!(await userExists(db, tenantId, userId))) throw new NotFoundError('user', userId);
     throw new NotFoundError('agent', params.agentId);
@@ -466,6 +422,56 @@ export async function resolveAgent(db: TenantTx, params: { agentId: string; user
   const provider: AgentProvider = { id: row.providerId, name: row.providerName, endpoint: row.providerEndpoint };
   return { agent, prompt, model, provider, tools: row.tools };
 }
+
+/** resolveAgent's one statement, compiled once (statementTemplate): its tree is the biggest of the lookups. */
+const resolveAgentStatement = statementTemplate((db: Kysely<DB>, v: { tenantId: string; userId: string; agentId: string }, _shape: null) =>
+  db
+    .selectFrom('agents as a')
+    .innerJoin('models as m', 'm.id', 'a.modelId')
+    .innerJoin('providers as p', 'p.id', 'm.providerId')
+    // The agent's prompt row (the pinned version), global or the tenant's...
+    .leftJoin('prompts as pin', (join) =>
+      join
+        .onRef('pin.id', '=', 'a.promptId')
+        .on((eb) => eb.or([eb('pin.tenantId', 'is', null), eb('pin.tenantId', '=', v.tenantId)])),
+    )
+    // ...and the version it runs: that one, or the latest of its name and scope when the agent
+    // follows the latest (one backward step on prompts (scope, name, version)).
+    .leftJoinLateral(
+      (eb) =>
+        eb
+          .selectFrom('prompts as p2')
+          .select(['p2.id', 'p2.name', 'p2.version', 'p2.content'])
+          .whereRef('p2.scope', '=', 'pin.scope')
+          .whereRef('p2.name', '=', 'pin.name')
+          .where((eb) => eb.or([eb('a.promptFollowsLatest', '=', sql.lit(true)), eb('p2.id', '=', eb.ref('pin.id'))]))
+          .orderBy('p2.version', 'desc')
+          .limit(sql.lit(1))
+          .as('pr'),
+      (join) => join.onTrue(),
+    )
+    .select(AGENT_COLUMNS_OF_A)
+    .select([
+      'm.name as modelName', 'm.internalName as modelInternalName', 'm.type as modelType',
+      'm.description as modelDescription', 'm.maxContext as modelMaxContext', 'm.maxOutput as modelMaxOutput',
+      'm.maxReasoning as modelMaxReasoning', 'm.defaultParameters as modelDefaultParameters',
+      'p.id as providerId', 'p.name as providerName', 'p.endpoint as providerEndpoint',
+      'pr.id as resolvedPromptId', 'pr.name as promptName', 'pr.version as promptVersion', 'pr.content as promptContent',
+    ])
+    .select((eb) => [
+      decimalText(eb.ref('m.cost1kInput')).as('modelCost1kInput'),
+      decimalText(eb.ref('m.cost1kOutput')).as('modelCost1kOutput'),
+      decimalText(eb.ref('m.cost1kCacheRead')).as('modelCost1kCacheRead'),
+      decimalText(eb.ref('m.cost1kCacheWrite')).as('modelCost1kCacheWrite'),
+      toolsOf(eb.ref('a.id'), v.tenantId).as('tools'),
+    ])
+    .where('a.id', '=', v.agentId)
+    .where((eb) => visibleAgent(eb, v.tenantId, { userId: v.userId }))
+    // The user must be the tenant's: a global or tenant-wide agent is not resolved for nobody.
+    .where(({ exists, selectFrom }) =>
+      exists(selectFrom('users as u').select(sql.lit(1).as('one')).where('u.tenantId', '=', v.tenantId).where('u.id', '=', v.userId)),
+    ),
+);
 
 /**
  * Whom an agent must be visible to (see {@link visibleAgent}):

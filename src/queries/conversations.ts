@@ -8,14 +8,15 @@
  * listConversations, can still be read by getConversation (its `deleted` says so) and restored, and
  * refuses writes (rename, appendMessage) until restored; purgeDeletedConversations removes it for good.
  */
-import { sql, type Selectable } from 'kysely';
+import { sql, type Kysely, type Selectable } from 'kysely';
 import type { TenantTx } from '../db/tenant-tx.ts';
 import { AgentRetiredError, foreignKeyViolated, NotFoundError, sqlState, ValidationError } from '../db/errors.ts';
-import type { Conversations } from '../db/schema.generated.ts';
+import type { Conversations, DB } from '../db/schema.generated.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { cursorTimestamp, decodeCursor, encodeCursor, type CursorScope, type Page, keysetPast } from './cursor.ts';
 import { assertText, assertUuid, pageLimit } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
+import { statementTemplate } from '../db/statement-template.ts';
 import { visibleAgent } from './agents.ts';
 
 /** A conversation as the query functions return it (the tenant is the caller's own, so not repeated). */
@@ -82,26 +83,7 @@ export async function createConversation(
 
   let row: Conversation | undefined;
   try {
-    row = await db
-      .insertInto('conversations')
-      .columns(['tenantId', 'userId', 'agentId', 'agentScope', 'title'])
-      .expression((eb) =>
-        eb
-          .selectFrom('agents as a')
-          .select((eb) => [
-            eb.cast<string>(eb.val(tenantId), 'uuid').as('tenantId'),
-            eb.cast<string>(eb.val(userId), 'uuid').as('userId'),
-            'a.id',
-            // The agent's scope, half of the key (agent_scope, agent_id) -> agents (scope, id).
-            'a.scope',
-            eb.cast<string>(eb.val(title), 'text').as('title'),
-          ])
-          .where('a.id', '=', agentId)
-          .where('a.retiredAt', 'is', null)
-          .where((eb) => visibleAgent(eb, tenantId, { userId })),
-      )
-      .returning(COLUMNS)
-      .executeTakeFirst();
+    row = (await createStatement(db, { tenantId, userId, agentId, title }, null).execute(db)).rows[0];
   } catch (error) {
     if (sqlState(error) === '23503') {
       const constraint = foreignKeyViolated(error);
@@ -125,6 +107,30 @@ export async function createConversation(
   }
   return row;
 }
+
+/** createConversation's one statement, compiled once (statementTemplate). */
+const createStatement = statementTemplate(
+  (db: Kysely<DB>, v: { tenantId: string; userId: string; agentId: string; title: string }, _shape: null) =>
+    db
+      .insertInto('conversations')
+      .columns(['tenantId', 'userId', 'agentId', 'agentScope', 'title'])
+      .expression((eb) =>
+        eb
+          .selectFrom('agents as a')
+          .select((eb) => [
+            eb.cast<string>(eb.val(v.tenantId), 'uuid').as('tenantId'),
+            eb.cast<string>(eb.val(v.userId), 'uuid').as('userId'),
+            'a.id',
+            // The agent's scope, half of the key (agent_scope, agent_id) -> agents (scope, id).
+            'a.scope',
+            eb.cast<string>(eb.val(v.title), 'text').as('title'),
+          ])
+          .where('a.id', '=', v.agentId)
+          .where('a.retiredAt', 'is', null)
+          .where((eb) => visibleAgent(eb, v.tenantId, { userId: v.userId })),
+      )
+      .returning(COLUMNS),
+);
 
 /** The conversation `conversationId`, soft-deleted or not (see `deleted`); NotFoundError('conversation') if there is none. Roles: app_cms. */
 export async function getConversation(db: TenantTx, params: { conversationId: string }): Promise<Conversation> {
@@ -177,26 +183,29 @@ export async function listConversations(
   const scope: CursorScope = { list: 'conversations', tenantId, scope: userId.toLowerCase() };
   const after = params.cursor == null ? undefined : decodeCursor(params.cursor, scope);
 
-  const rows = await db
-    .selectFrom('conversations')
-    .select((eb) => [...COLUMNS, cursorTimestamp(eb.ref('conversations.lastActivityAt')).as('cursorAt')])
-    .where('conversations.tenantId', '=', tenantId)
-    .where('conversations.userId', '=', userId)
-    // `not deleted` literally, so the planner matches the partial index's predicate.
-    .where((eb) => eb.not(eb.ref('conversations.deleted')))
-    .$if(after !== undefined, (qb) =>
-      qb.where(
-        (eb) =>
-          keysetPast(eb.ref('conversations.lastActivityAt'), eb.ref('conversations.id'), after!),
-      ),
-    )
-    .orderBy('conversations.lastActivityAt', 'desc')
-    .orderBy('conversations.id', 'desc')
-    .limit(limit + 1)
-    .execute();
+  const values = { tenantId, userId, limit: limit + 1, afterAt: after?.at ?? null, afterId: after?.id ?? null };
+  const { rows } = await listStatement(db, values, { paged: after !== undefined }).execute(db);
 
   return toPage(rows, limit, scope);
 }
+
+/** listConversations' statement, compiled once for a first page and once for a later one (statementTemplate). */
+const listStatement = statementTemplate(
+  (db: Kysely<DB>, v: { tenantId: string; userId: string; limit: number; afterAt: string | null; afterId: string | null }, shape: { paged: boolean }) =>
+    db
+      .selectFrom('conversations')
+      .select((eb) => [...COLUMNS, cursorTimestamp(eb.ref('conversations.lastActivityAt')).as('cursorAt')])
+      .where('conversations.tenantId', '=', v.tenantId)
+      .where('conversations.userId', '=', v.userId)
+      // `not deleted` literally, so the planner matches the partial index's predicate.
+      .where((eb) => eb.not(eb.ref('conversations.deleted')))
+      .$if(shape.paged, (qb) =>
+        qb.where((eb) => keysetPast(eb.ref('conversations.lastActivityAt'), eb.ref('conversations.id'), { at: v.afterAt!, id: v.afterId! })),
+      )
+      .orderBy('conversations.lastActivityAt', 'desc')
+      .orderBy('conversations.id', 'desc')
+      .limit(v.limit),
+);
 
 /** Renames a live conversation; NotFoundError('conversation') if there is none or it is soft-deleted (restore it first). Roles: app_cms. */
 export async function renameConversation(

@@ -101,15 +101,12 @@ export async function listBranches(
   const after = params.cursor == null ? undefined : decodeCursor(params.cursor, scope);
 
   // The replies of a message, or a conversation's roots (messages_children_idx / messages_roots_idx).
-  return messagePage(
-    db,
-    tenantId,
-    (eb) =>
-      messageId !== undefined
-        ? eb('messages.parentId', '=', messageId)
-        : eb.and([eb('messages.conversationId', '=', conversationId!), eb('messages.parentId', 'is', null)]),
-    { after, limit, maxBytes, scope },
-  );
+  return messagePage(db, tenantId, messageId !== undefined ? { parentId: messageId } : { rootsOf: conversationId! }, {
+    after,
+    limit,
+    maxBytes,
+    scope,
+  });
 }
 
 /**

@@ -15,7 +15,7 @@
  * composite foreign key through `depth`): no writer can make a cycle or a thread deeper than
  * MAX_THREAD_DEPTH messages.
  */
-import { sql, type Expression, type ExpressionBuilder, type Selectable, type SqlBool } from 'kysely';
+import { sql, type Kysely, type Selectable } from 'kysely';
 import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, ValidationError } from '../db/errors.ts';
 import type { DB, JsonArray, JsonObject, Messages } from '../db/schema.generated.ts';
@@ -24,6 +24,7 @@ import { cursorTimestamp, decodeCursor, tooLargeForPage, toSizedPage, type Curso
 import { DEFAULT_PAGE_BYTES } from './limits.ts';
 import { assertInt, assertUuid, describe, jsonText, limitName, pageBytes, pageLimit, shown } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
+import { statementTemplate } from '../db/statement-template.ts';
 
 /** Who wrote a message (the table's check constraint allows exactly these). */
 export const MESSAGE_ROLES = ['user', 'assistant', 'system', 'tool'] as const;
@@ -105,53 +106,9 @@ export async function appendMessage(
   if (maxBytes > JSONB_MAX_BYTES) throw new ValidationError('maxContentBytes', `must be at most ${JSONB_MAX_BYTES} (jsonb's limit), got ${maxBytes}`);
   const content = contentJson(params.content, maxBytes);
 
-  const row = await db
-    // The parent, if any: of this tenant and conversation, with room below it.
-    .with('p', (qb) =>
-      qb
-        .selectFrom('messages')
-        .select((eb) => eb(eb.ref('messages.depth'), '+', 1).as('depth'))
-        .where('messages.tenantId', '=', tenantId)
-        .where('messages.id', '=', parentId ?? NO_PARENT)
-        .where('messages.conversationId', '=', conversationId)
-        .where('messages.depth', '<', MAX_THREAD_DEPTH - 1),
-    )
-    .with('c', (qb) =>
-      qb
-        .updateTable('conversations')
-        // Strictly after the previous activity, even if the clock stood still or went back.
-        .set((eb) => ({
-          lastActivityAt: sql<Date>`greatest(app.next_instant(${eb.ref('conversations.lastActivityAt')}), statement_timestamp())`,
-        }))
-        .where('conversations.tenantId', '=', tenantId)
-        .where('conversations.id', '=', conversationId)
-        .where((eb) => eb.not(eb.ref('conversations.deleted')))
-        .$if(parentId !== null, (qb) => qb.where((eb) => eb.exists(eb.selectFrom('p').select(sql.lit(1).as('one')))))
-        .returning(['conversations.tenantId', 'conversations.id', 'conversations.lastActivityAt']),
-    )
-    .with('m', (qb) =>
-      qb
-        .insertInto('messages')
-        .columns(['tenantId', 'conversationId', 'parentId', 'role', 'content', 'createdAt', 'updatedAt', 'depth'])
-        .expression((eb) =>
-          eb
-            .selectFrom('c')
-            .select((eb) => [
-              'c.tenantId',
-              eb.ref('c.id').as('conversationId'),
-              eb.cast<string | null>(eb.val(parentId), 'uuid').as('parentId'),
-              eb.cast<string>(eb.val(role), 'text').as('role'),
-              eb.cast<MessageContent>(eb.val(content), 'jsonb').as('content'),
-              eb.ref('c.lastActivityAt').as('createdAt'),
-              eb.ref('c.lastActivityAt').as('updatedAt'),
-              (parentId === null ? sql<number>`0` : eb.selectFrom('p').select('p.depth')).as('depth'),
-            ]),
-        )
-        .returning(COLUMNS),
-    )
-    .selectFrom('m')
-    .select(['m.id', 'm.conversationId', 'm.parentId', 'm.role', 'm.content', 'm.createdAt', 'm.updatedAt'])
-    .executeTakeFirst();
+  const values = { tenantId, conversationId, parent: parentId ?? NO_PARENT, parentId, role, content };
+  const { rows } = await appendStatement(db, values, { withParent: parentId !== null }).execute(db);
+  const row = rows[0];
 
   if (row !== undefined) return row as Message;
   // Nothing written: say why (only on this failure path a second statement runs).
@@ -176,6 +133,61 @@ export async function appendMessage(
     `is message ${found.depth + 1} of its thread: a thread holds at most MAX_THREAD_DEPTH = ${MAX_THREAD_DEPTH} messages`,
   );
 }
+
+/** appendMessage's one statement, compiled once with a parent and once without (statementTemplate). */
+const appendStatement = statementTemplate(
+  (
+    db: Kysely<DB>,
+    v: { tenantId: string; conversationId: string; parent: string; parentId: string | null; role: MessageRole; content: string },
+    shape: { withParent: boolean },
+  ) =>
+    db
+      // The parent, if any: of this tenant and conversation, with room below it.
+      .with('p', (qb) =>
+        qb
+          .selectFrom('messages')
+          .select((eb) => eb(eb.ref('messages.depth'), '+', sql.lit(1)).as('depth'))
+          .where('messages.tenantId', '=', v.tenantId)
+          .where('messages.id', '=', v.parent)
+          .where('messages.conversationId', '=', v.conversationId)
+          .where('messages.depth', '<', sql.lit(MAX_THREAD_DEPTH - 1)),
+      )
+      .with('c', (qb) =>
+        qb
+          .updateTable('conversations')
+          // Strictly after the previous activity, even if the clock stood still or went back.
+          .set((eb) => ({
+            lastActivityAt: sql<Date>`greatest(app.next_instant(${eb.ref('conversations.lastActivityAt')}), statement_timestamp())`,
+          }))
+          .where('conversations.tenantId', '=', v.tenantId)
+          .where('conversations.id', '=', v.conversationId)
+          .where((eb) => eb.not(eb.ref('conversations.deleted')))
+          .$if(shape.withParent, (qb) => qb.where((eb) => eb.exists(eb.selectFrom('p').select(sql.lit(1).as('one')))))
+          .returning(['conversations.tenantId', 'conversations.id', 'conversations.lastActivityAt']),
+      )
+      .with('m', (qb) =>
+        qb
+          .insertInto('messages')
+          .columns(['tenantId', 'conversationId', 'parentId', 'role', 'content', 'createdAt', 'updatedAt', 'depth'])
+          .expression((eb) =>
+            eb
+              .selectFrom('c')
+              .select((eb) => [
+                'c.tenantId',
+                eb.ref('c.id').as('conversationId'),
+                eb.cast<string | null>(eb.val(v.parentId), 'uuid').as('parentId'),
+                eb.cast<string>(eb.val(v.role), 'text').as('role'),
+                eb.cast<MessageContent>(eb.val(v.content), 'jsonb').as('content'),
+                eb.ref('c.lastActivityAt').as('createdAt'),
+                eb.ref('c.lastActivityAt').as('updatedAt'),
+                (!shape.withParent ? sql<number>`0` : eb.selectFrom('p').select('p.depth')).as('depth'),
+              ]),
+          )
+          .returning(COLUMNS),
+      )
+      .selectFrom('m')
+      .select(['m.id', 'm.conversationId', 'm.parentId', 'm.role', 'm.content', 'm.createdAt', 'm.updatedAt']),
+);
 
 /** Stands for "no parent" in the parent lookup, which then finds nothing (the nil UUID is never a message id). */
 const NO_PARENT = '00000000-0000-0000-0000-000000000000';
@@ -212,8 +224,11 @@ export async function listMessages(
   const scope: CursorScope = { list: 'messages', tenantId, scope: conversationId.toLowerCase() };
   const after = params.cursor == null ? undefined : decodeCursor(params.cursor, scope);
 
-  return messagePage(db, tenantId, (eb) => eb('messages.conversationId', '=', conversationId), { after, limit, maxBytes, scope });
+  return messagePage(db, tenantId, { conversationId }, { after, limit, maxBytes, scope });
 }
+
+/** Which messages a page lists: a conversation's, a message's replies, or a conversation's roots. */
+export type MessageFilter = { conversationId: string } | { parentId: string } | { rootsOf: string };
 
 /**
  * One byte-budgeted page of a tenant's messages that match `filter`, oldest first (keyset on
@@ -223,48 +238,16 @@ export async function listMessages(
 export async function messagePage(
   db: TenantTx,
   tenantId: string,
-  filter: (eb: ExpressionBuilder<DB, 'messages'>) => Expression<SqlBool>,
+  filter: MessageFilter,
   page: { after: ReturnType<typeof decodeCursor> | undefined; limit: number; maxBytes: number; scope: CursorScope },
 ): Promise<Page<Message>> {
   const { after, limit, maxBytes, scope } = page;
-  const rows = await db
-    .selectFrom((eb) =>
-      eb
-        .selectFrom('messages')
-        .select((eb) => [
-          ...COLUMNS,
-          cursorTimestamp(eb.ref('messages.createdAt')).as('cursorAt'),
-          sql<number>`octet_length(${eb.ref('messages.content')}::text)`.as('rowBytes'),
-        ])
-        .where('messages.tenantId', '=', tenantId)
-        .where(filter)
-        .$if(after !== undefined, (qb) =>
-          qb.where((eb) => keysetPast(eb.ref('messages.createdAt'), eb.ref('messages.id'), after!, 'after')),
-        )
-        .orderBy('messages.createdAt', 'asc')
-        .orderBy('messages.id', 'asc')
-        .limit(limit + 1)
-        .as('p'),
-    )
-    .select((eb) => {
-      // The running size in page order; content is sent only while it stays within the budget.
-      const running = sql<string | number>`sum(${eb.ref('p.rowBytes')}) over (order by ${eb.ref('p.createdAt')}, ${eb.ref('p.id')})`;
-      return [
-        'p.id',
-        'p.conversationId',
-        'p.parentId',
-        'p.role',
-        sql<Message['content']>`case when ${running} <= ${maxBytes} then ${eb.ref('p.content')} end`.as('content'),
-        'p.createdAt',
-        'p.updatedAt',
-        'p.cursorAt',
-        'p.rowBytes',
-        running.as('runningBytes'),
-      ] as const;
-    })
-    .orderBy('p.createdAt', 'asc')
-    .orderBy('p.id', 'asc')
-    .execute();
+  const [by, id] =
+    'conversationId' in filter ? (['conversation', filter.conversationId] as const)
+    : 'parentId' in filter ? (['parent', filter.parentId] as const)
+    : (['roots', filter.rootsOf] as const);
+  const values = { tenantId, id, limit: limit + 1, maxBytes, afterAt: after?.at ?? null, afterId: after?.id ?? null };
+  const { rows } = await messagePageStatement(db, values, { by, paged: after !== undefined }).execute(db);
   const limitText = limitName(maxBytes, DEFAULT_PAGE_BYTES, 'DEFAULT_PAGE_BYTES', 'maxPageBytes');
   // `role` is text to the query builder; the table's check constraint holds it to MessageRole.
   return toSizedPage(rows as (Message & SizedRow & { cursorAt: string })[], limit, scope, {
@@ -273,6 +256,63 @@ export async function messagePage(
     what: 'message',
   });
 }
+
+interface MessagePageValues {
+  tenantId: string;
+  /** The conversation, parent message or conversation of the roots, as `by` says. */
+  id: string;
+  /** Rows fetched: the page's limit + 1 (one more says whether a next page exists). */
+  limit: number;
+  maxBytes: number;
+  afterAt: string | null;
+  afterId: string | null;
+}
+
+/** messagePage's statement, compiled once per filter and first-or-later page (statementTemplate). */
+const messagePageStatement = statementTemplate(
+  (db: Kysely<DB>, v: MessagePageValues, shape: { by: 'conversation' | 'parent' | 'roots'; paged: boolean }) =>
+    db
+      .selectFrom((eb) =>
+        eb
+          .selectFrom('messages')
+          .select((eb) => [
+            ...COLUMNS,
+            cursorTimestamp(eb.ref('messages.createdAt')).as('cursorAt'),
+            sql<number>`octet_length(${eb.ref('messages.content')}::text)`.as('rowBytes'),
+          ])
+          .where('messages.tenantId', '=', v.tenantId)
+          .where((eb) =>
+            shape.by === 'conversation' ? eb('messages.conversationId', '=', v.id)
+            : shape.by === 'parent' ? eb('messages.parentId', '=', v.id)
+            : eb.and([eb('messages.conversationId', '=', v.id), eb('messages.parentId', 'is', null)]),
+          )
+          .$if(shape.paged, (qb) =>
+            qb.where((eb) => keysetPast(eb.ref('messages.createdAt'), eb.ref('messages.id'), { at: v.afterAt!, id: v.afterId! }, 'after')),
+          )
+          .orderBy('messages.createdAt', 'asc')
+          .orderBy('messages.id', 'asc')
+          .limit(v.limit)
+          .as('p'),
+      )
+      .select((eb) => {
+        // The running size in page order; content is sent only while it stays within the budget.
+        const running = sql<string | number>`sum(${eb.ref('p.rowBytes')}) over (order by ${eb.ref('p.createdAt')}, ${eb.ref('p.id')})`;
+        return [
+          'p.id',
+          'p.conversationId',
+          'p.parentId',
+          'p.role',
+          sql<Message['content']>`case when ${running} <= ${v.maxBytes} then ${eb.ref('p.content')} end`.as('content'),
+          'p.createdAt',
+          'p.updatedAt',
+          'p.cursorAt',
+          'p.rowBytes',
+          running.as('runningBytes'),
+        ] as const;
+      })
+      .orderBy('p.createdAt', 'asc')
+      .orderBy('p.id', 'asc'),
+);
 
 /**
  * The path from the root of the message tree down to `messageId`, root first: the thread a model

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { sql, type ExpressionBuilder, type Selectable } from 'kysely';
+import { sql, type ExpressionBuilder, type Kysely, type Selectable } from 'kysely';
 import type { Executor } from '../db/create-db.ts';
 import type { TenantTx } from '../db/tenant-tx.ts';
 import { NotFoundError, UserDisabledError, ValidationError, sqlState } from '../db/errors.ts';
@@ -8,6 +8,7 @@ import { decimalText } from './decimal.ts';
 import { tenantOf } from '../db/tenant.ts';
 import { assertInt, assertText, assertUuid, decimal, LONE_SURROGATE } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
+import { statementTemplate } from '../db/statement-template.ts';
 
 /** A user as the API returns it: never the API key or its hash. */
 export type User = Pick<
@@ -123,13 +124,14 @@ export async function findUser(db: TenantTx, params: { userId: string }): Promis
   assertRole(db, 'findUser');
   const tenantId = tenantOf(db);
   assertUuid('userId', params.userId);
-  return db
-    .selectFrom('users')
-    .select(userColumns)
-    .where('tenantId', '=', tenantId)
-    .where('id', '=', params.userId)
-    .executeTakeFirst();
+  const { rows } = await findUserStatement(db, { tenantId, userId: params.userId }, null).execute(db);
+  return rows[0];
 }
+
+/** findUser's statement, compiled once (statementTemplate): getUser is the hottest lookup. */
+const findUserStatement = statementTemplate((db: Kysely<DB>, v: { tenantId: string; userId: string }, _shape: null) =>
+  db.selectFrom('users').select(userColumns).where('tenantId', '=', v.tenantId).where('id', '=', v.userId),
+);
 
 /** The user with this id in the current tenant; NotFoundError('user', id) otherwise. Roles: app_server and app_gateway. */
 export async function getUser(db: TenantTx, params: { userId: string }): Promise<User> {

@@ -59,11 +59,18 @@ describe('statementTemplate', () => {
     expect((await lookup(t.db, values, { byEmail: false }).execute(t.db)).rows).toHaveLength(1);
   });
 
-  it('is seen by query recorders like any statement', async () => {
+  it('is seen by query recorders like any statement, once per run (compiling the template is not a run)', async () => {
     const recorder = new QueryRecorder();
     const lookup = statementTemplate(direct);
-    await lookup(t.db, { ...one, email: '' }, { byEmail: false }).execute(t.db.withPlugin(recorder));
+    const recorded = t.db.withPlugin(recorder);
+    const first = await lookup(recorded, { ...one, email: '' }, { byEmail: false }).execute(recorded);
     expect(recorder.count).toBe(1);
+    // The text kept is sent as it is on a database with the package's plugins only: the same rows.
+    const kept = await lookup(t.db, { ...one, email: '' }, { byEmail: false }).execute(t.db);
+    expect(recorder.count).toBe(1);
+    expect(kept.rows).toEqual(first.rows);
+    await lookup(recorded, { ...two, email: '' }, { byEmail: false }).execute(recorded);
+    expect(recorder.count).toBe(2);
   });
 
   it('refuses a template with a value that does not come from its values', () => {

@@ -122,7 +122,11 @@ describe('the tenant cannot be switched from inside a withTenant transaction', (
     const seen: unknown[][] = [];
     const query = pg.Client.prototype.query;
     pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-      if (typeof args[0] === 'string' && args[0].includes('app.enter_tenant_context') && Array.isArray(args[1])) seen.push(args[1]);
+      // Sent with BEGIN in one simple-protocol text (its values written in), or alone with bound values.
+      const text = args[0];
+      const inText = typeof text === 'string' ? /enter_tenant_context\('([0-9a-f-]+)'::uuid, (\d+)::bigint, '([0-9a-f]+)'\)/.exec(text) : null;
+      if (inText !== null) seen.push(inText.slice(1));
+      else if (typeof text === 'string' && text.includes('app.enter_tenant_context') && Array.isArray(args[1])) seen.push(args[1]);
       return (query as (...a: unknown[]) => unknown).apply(this, args);
     } as typeof query;
     const one = login!.open(1);
