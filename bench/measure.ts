@@ -101,6 +101,8 @@ export interface Throughput {
   /** Operations per second over the whole run. */
   perSecond: number;
   latency: Latency;
+  /** Every call's latency, ms. */
+  samples: number[];
 }
 
 /**
@@ -131,6 +133,7 @@ export async function concurrent(
     seconds,
     perSecond: samples.length / seconds,
     latency: summarize(samples),
+    samples,
   };
 }
 

@@ -1,4 +1,4 @@
-import { CamelCasePlugin, type CamelCasePluginOptions } from 'kysely';
+import { CamelCasePlugin, type CamelCasePluginOptions, type UnknownRow } from 'kysely';
 
 /**
  * Kysely's CamelCasePlugin, configured for this schema:
@@ -26,5 +26,13 @@ export class SnakeCamelPlugin extends CamelCasePlugin {
       if (this.#snake.size < 10_000) this.#snake.set(str, snake);
     }
     return snake;
+  }
+
+  // Kysely's mapRow builds each row with a reduce that also walks into nested objects; with
+  // maintainNestedObjectKeys nothing nested is mapped, so a plain loop over the keys does the same.
+  protected override mapRow(row: UnknownRow): UnknownRow {
+    const mapped: UnknownRow = {};
+    for (const key of Object.keys(row)) mapped[this.camelCase(key)] = row[key];
+    return mapped;
   }
 }

@@ -19,8 +19,8 @@ export function assertUuid(field: string, value: unknown): asserts value is stri
 }
 
 const checkedRoles = new WeakMap<Kysely<any>, Map<AppRole, Promise<void>>>();
-const tenantOfTx = new WeakMap<Kysely<any>, string>();
-const roleOfTx = new WeakMap<Kysely<any>, AppRole>();
+/** The tenant and role of each transaction withTenant opened (one entry per transaction). */
+const contextOfTx = new WeakMap<Kysely<any>, { tenant: string; role: AppRole }>();
 /** Attempts of withTenant when the connection it got is found tampered with (and discarded). */
 const MAX_ATTEMPTS = 3;
 
@@ -30,7 +30,7 @@ const MAX_ATTEMPTS = 3;
  * that looks like "no data".
  */
 export function tenantOf(db: Kysely<any>): string {
-  const tenantId = tenantOfTx.get(db);
+  const tenantId = contextOfTx.get(db)?.tenant;
   if (tenantId === undefined) {
     throw new TenantContextError('this query is tenant-scoped: run it inside withTenant(db, tenantId, (tx) => ...) and pass tx');
   }
@@ -39,7 +39,7 @@ export function tenantOf(db: Kysely<any>): string {
 
 /** The service role a transaction opened by {@link withTenant} runs as, if it is one. */
 export function roleOf(db: Kysely<any>): AppRole | undefined {
-  return roleOfTx.get(db);
+  return contextOfTx.get(db)?.role;
 }
 
 /** Options of {@link withTenant}. */
@@ -83,8 +83,7 @@ export async function withTenant<T>(
         // The connection's hook (guard-pg-client.ts, guard-pglite.ts) adds the counter and the signature.
         await tx.executeQuery(CompiledQuery.raw(ENTER_CONTEXT_SQL, [tenant, null, null, role]));
         entered = true;
-        tenantOfTx.set(tx, tenant);
-        roleOfTx.set(tx, role);
+        contextOfTx.set(tx, { tenant, role });
         return fn(tx as TenantTx);
       });
     } catch (error) {

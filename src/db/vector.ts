@@ -91,7 +91,7 @@ export class VectorPlugin implements KyselyPlugin {
     for (const row of args.result.rows) {
       for (const key of Object.keys(row)) {
         const value = row[key];
-        if (VECTOR_COLUMNS.has(key) && typeof value === 'string' && value.startsWith('[')) {
+        if (typeof value === 'string' && value.startsWith('[') && VECTOR_COLUMNS.has(key)) {
           row[key] = fromVectorSql(value);
         }
       }
