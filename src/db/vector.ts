@@ -88,12 +88,11 @@ export class VectorPlugin implements KyselyPlugin {
   }
 
   async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
+    // Only the vector columns' keys are looked at (one here), not every key of every row.
     for (const row of args.result.rows) {
-      for (const key of Object.keys(row)) {
+      for (const key of VECTOR_COLUMNS) {
         const value = row[key];
-        if (typeof value === 'string' && value.startsWith('[') && VECTOR_COLUMNS.has(key)) {
-          row[key] = fromVectorSql(value);
-        }
+        if (typeof value === 'string' && value.startsWith('[')) row[key] = fromVectorSql(value);
       }
     }
     return args.result;

@@ -414,6 +414,11 @@ async function recordAlerts(db: TenantTx, tenantId: string, usage: UsageRow, a: 
   const rows: { userId: string | null; scope: 'user' | 'tenant'; windowStart: Date | null; threshold: number; budget: string; spent: string }[] = [];
   const crossed = (budget: string, before: string) =>
     a.thresholds.filter((t) => {
+      // Most charges cross nothing: decided in floating point when the spend is clearly apart
+      // from the threshold (a margin far above doubles' error on these decimals), exactly otherwise.
+      const line = (Number(budget) * t) / 100;
+      const margin = Math.abs(line) * 1e-9 + 1e-12;
+      if (Number(before) + Number(usage.cost) < line - margin || Number(before) > line + margin) return false;
       const b = exact(budget);
       if (b.value <= 0n) return false;
       const lhsBefore = mul(exact(before), 100n);

@@ -1,0 +1,97 @@
+/**
+ * One variant of one lookup in a loop, to be profiled (bench/profile-buckets.ts reads the profile):
+ * `package` runs the query function inside withTenant; `floor` sends the same statement (captured
+ * from the package) through a bare pg.Client as a named prepared statement in withTenant's
+ * transaction shape. Prints wall time and client CPU per call. Runs on the server of DATABASE_URL
+ * (default postgres://postgres@127.0.0.1:5432/postgres) in a database of its own, created,
+ * migrated and dropped here; its world is one tenant, one user, one conversation of ten messages.
+ *
+ *   node --cpu-prof --cpu-prof-interval 50 --cpu-prof-dir /tmp/prof bench/profile-loop.ts package getUser 4000
+ *   node --cpu-prof --cpu-prof-interval 50 --cpu-prof-dir /tmp/prof bench/profile-loop.ts floor getUser 4000
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { postgresConfig } from '../src/db/config.ts';
+import { createDb } from '../src/db/create-db.ts';
+import { migrate } from '../src/db/migrator.ts';
+import { withTenant } from '../src/db/tenant.ts';
+import { beginAndEnterSql, CLEANUP_SQL, ConnectionContext, OPEN_CONTEXT_SQL } from '../src/db/tenant-context.ts';
+import type { TenantTx } from '../src/db/tenant-tx.ts';
+import { listConversations } from '../src/queries/conversations.ts';
+import { appendMessage, listMessages } from '../src/queries/messages.ts';
+import { getUser } from '../src/queries/users.ts';
+import { DEFAULT_DATABASE_URL, withDatabase } from './backend.ts';
+import { captureStatements } from './capture.ts';
+
+const WARMUP = 500;
+const [variant, lookup, count] = process.argv.slice(2);
+const calls = Number(count ?? 4000);
+const lookups = ['getUser', 'listConversations', 'listMessages'] as const;
+if ((variant !== 'package' && variant !== 'floor') || !lookups.includes(lookup as never) || !(calls > 0)) {
+  console.error(`usage: node bench/profile-loop.ts package|floor ${lookups.join('|')} [CALLS]`);
+  process.exit(2);
+}
+
+const adminUrl = process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL;
+const name = `bench_profile_${randomBytes(4).toString('hex')}`;
+const admin = new pg.Client({ connectionString: adminUrl });
+await admin.connect();
+await admin.query(`create database ${name}`);
+const url = withDatabase(adminUrl, name);
+try {
+  const owner = createDb(postgresConfig({ connectionString: url, poolMax: 1 }));
+  await migrate(owner, { log: () => {} });
+  await owner.destroy();
+  const setup = new pg.Client({ connectionString: url });
+  await setup.connect();
+  const tenantId = (await setup.query(`insert into tenants (name, slug) values ('profile', 'profile') returning id`)).rows[0].id as string;
+  const userId = (
+    await setup.query(`insert into users (tenant_id, email, role_id) values ($1, 'p@example.com', (select min(id) from roles)) returning id`, [tenantId])
+  ).rows[0].id as string;
+  const conversation = (
+    await setup.query(`insert into conversations (tenant_id, user_id, title) values ($1, $2, 'profile') returning id`, [tenantId, userId])
+  ).rows[0] as { id: string };
+  await setup.end();
+
+  const db = createDb(postgresConfig({ connectionString: url, poolMax: 1 }));
+  for (let i = 0; i < 10; i += 1) {
+    await withTenant(db, tenantId, (tx) => appendMessage(tx, { conversationId: conversation.id, role: 'user', content: { text: `m${i}` } }));
+  }
+  const call: (tx: TenantTx) => Promise<unknown> =
+    lookup === 'getUser' ? (tx) => getUser(tx, { userId })
+    : lookup === 'listConversations' ? (tx) => listConversations(tx, { userId })
+    : (tx) => listMessages(tx, { conversationId: conversation.id });
+
+  let one: () => Promise<unknown>;
+  let close: () => Promise<void>;
+  if (variant === 'package') {
+    one = () => withTenant(db, tenantId, call);
+    close = () => db.destroy();
+  } else {
+    const [statement] = await captureStatements(db, tenantId, call);
+    await db.destroy();
+    const client = new pg.Client({ connectionString: url, options: '-c search_path=public,pg_temp' });
+    await client.connect();
+    const context = new ConnectionContext();
+    await client.query(OPEN_CONTEXT_SQL, context.openParameters());
+    one = async () => {
+      await client.query(beginAndEnterSql(context.enterParameters(tenantId, 'app_user')));
+      await client.query({ name: 'floor', text: statement!.sql, values: statement!.parameters });
+      await client.query(`commit; ${CLEANUP_SQL}`);
+    };
+    close = () => client.end();
+  }
+  for (let i = 0; i < WARMUP; i += 1) await one();
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  for (let i = 0; i < calls; i += 1) await one();
+  const used = process.cpuUsage(cpu);
+  console.log(
+    `${variant} ${lookup}: ${((performance.now() - started) / calls).toFixed(3)} ms/call, ` +
+      `client CPU ${((used.user + used.system) / calls).toFixed(0)} µs/call (${calls} calls after ${WARMUP} warm-up)`,
+  );
+  await close();
+} finally {
+  await admin.query(`drop database if exists ${name} with (force)`);
+  await admin.end();
+}
