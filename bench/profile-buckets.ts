@@ -3,7 +3,7 @@
  * sampled time of each layer of the query path — the socket (write/read system calls), node-postgres,
  * Kysely building and compiling queries, Kysely's executor, result plugins, the package's tenant
  * context and guard, query functions, HMAC, garbage collection — over the whole process, startup
- * (module loading) left out. Made for profiles of bench/profile-loop.ts, which runs one variant
+ * (module loading, a child process waited for) left out. Made for profiles of bench/profile-loop.ts, which runs one variant
  * of one lookup in a loop (async code loses its callers' frames in a profile, so the variants
  * must run in processes of their own to be told apart):
  *
@@ -36,7 +36,6 @@ const LAYERS: [string, RegExp][] = [
   ['node-postgres', /node_modules\/(pg|pg-pool|pg-protocol|postgres-date|pg-types)\//],
   ['HMAC', /node:crypto|internal\/crypto/],
   ['socket', /node:net|internal\/streams|stream_base_commons|^(writev|writeBuffer|writeUtf8String)$/],
-  ['promises', /runMicrotasks|task_queues/],
   ['garbage collector', /^\(garbage collector\)$/],
 ];
 
@@ -69,9 +68,12 @@ for (const [id, micros] of sampled) {
   // Idle time is not CPU; the garbage collector is sampled as a root (the allocations of every layer).
   const leaf = stack[0]!.callFrame.functionName;
   if (leaf === '(idle)' || leaf === '(program)' || leaf === '(root)') continue;
-  if (stack.some((n) => /internal\/modules\//.test(n.callFrame.url))) continue;
-  let layer = 'other';
-  search: for (const n of stack) {
+  // Startup: loading modules, and a child process waited for (profile-loop.ts migrates with the CLI).
+  if (stack.some((n) => /internal\/modules\/|child_process/.test(n.callFrame.url))) continue;
+  // The microtask loop is the caller of every async continuation: it is a layer only when the sample
+  // is in it, not in what it runs.
+  let layer = /runMicrotasks|processTicksAndRejections/.test(leaf) ? 'promises (microtask loop)' : 'other';
+  search: for (const n of layer === 'other' ? stack : []) {
     for (const [name, pattern] of LAYERS) {
       if (pattern.test(frameText(n)) || pattern.test(n.callFrame.functionName)) {
         layer = name;

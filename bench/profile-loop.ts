@@ -9,11 +9,11 @@
  *   node --cpu-prof --cpu-prof-interval 50 --cpu-prof-dir /tmp/prof bench/profile-loop.ts package getUser 4000
  *   node --cpu-prof --cpu-prof-interval 50 --cpu-prof-dir /tmp/prof bench/profile-loop.ts floor getUser 4000
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { postgresConfig } from '../src/db/config.ts';
 import { createDb } from '../src/db/create-db.ts';
-import { migrate } from '../src/db/migrator.ts';
 import { withTenant } from '../src/db/tenant.ts';
 import { beginAndEnterSql, CLEANUP_SQL, ConnectionContext, OPEN_CONTEXT_SQL } from '../src/db/tenant-context.ts';
 import type { TenantTx } from '../src/db/tenant-tx.ts';
@@ -39,14 +39,17 @@ await admin.connect();
 await admin.query(`create database ${name}`);
 const url = withDatabase(adminUrl, name);
 try {
-  const owner = createDb(postgresConfig({ connectionString: url, poolMax: 1 }));
-  await migrate(owner, { log: () => {} });
-  await owner.destroy();
+  // The CLI, as an operator runs it (in this process, the migrator's lock connection ends with an error event).
+  execFileSync(process.execPath, ['src/cli/database.ts', 'migrate'], { env: { ...process.env, DATABASE_URL: url }, stdio: 'ignore' });
   const setup = new pg.Client({ connectionString: url });
   await setup.connect();
   const tenantId = (await setup.query(`insert into tenants (name, slug) values ('profile', 'profile') returning id`)).rows[0].id as string;
   const userId = (
-    await setup.query(`insert into users (tenant_id, email, role_id) values ($1, 'p@example.com', (select min(id) from roles)) returning id`, [tenantId])
+    await setup.query(
+      `with r as (insert into roles (name) values ('profile') returning id)
+       insert into users (tenant_id, email, role_id) select $1, 'p@example.com', r.id from r returning id`,
+      [tenantId],
+    )
   ).rows[0].id as string;
   const conversation = (
     await setup.query(`insert into conversations (tenant_id, user_id, title) values ($1, $2, 'profile') returning id`, [tenantId, userId])
@@ -91,6 +94,9 @@ try {
       `client CPU ${((used.user + used.system) / calls).toFixed(0)} µs/call (${calls} calls after ${WARMUP} warm-up)`,
   );
   await close();
+} catch (error) {
+  console.error(error);
+  process.exitCode = 1;
 } finally {
   await admin.query(`drop database if exists ${name} with (force)`);
   await admin.end();
