@@ -6,6 +6,7 @@
  * then all 8 workers charging one user (the row lock serializes them). Afterwards every
  * budgeted user must satisfy remaining = budget − sum(cost): no lost update.
  */
+import { readFileSync } from 'node:fs';
 import { withTenant } from '../../src/db/tenant.ts';
 import { recordUsage } from '../../src/queries/usage.ts';
 import type { Backend } from '../backend.ts';
@@ -21,6 +22,13 @@ const CONCURRENCY = 8;
 const SLICES = 4;
 /** Issue 17: the package's charges at least this share of the floor's throughput. */
 const MIN_FLOOR_SHARE = 0.95;
+/** Issue 14: the charge statement with its budget windows, cap, holds and alerts at least this share of the one before them. */
+const MIN_SHARE_OF_BEFORE = 0.9;
+
+/** recordUsage's statement before issue 14's checks (bench/fixtures: what it is and where it comes from). */
+const BEFORE_SPEND_CONTROL = JSON.parse(
+  readFileSync(new URL('../fixtures/charge-before-spend-control.json', import.meta.url), 'utf8'),
+) as { sql: string; parameters: unknown[] };
 
 /** The runs of one side as one: operations and seconds summed, latencies pooled. */
 function combine(runs: Throughput[]): Throughput {
@@ -78,26 +86,40 @@ export async function usageScenarios(backend: Backend, world: World): Promise<Re
     });
   };
 
-  // The package and the floor take turns, SLICES times each, so that load from elsewhere on the
-  // machine hits both alike; each side's figures are summed over its slices.
-  say(`recordUsage and its floor: concurrency ${CONCURRENCY}, ${SLICES} turns of ${(s.usageSeconds / SLICES).toFixed(1)} s each, over ${payers.length} budgeted users…`);
+  // The same, with the statement as it was before issue 14's checks.
+  const beforeCharge = (w: number, i: number) => {
+    const p = payers[(i * 7919) % payers.length]!;
+    const own: Record<string, unknown> = { $tenant: p.tenantId, $user: p.userId, $agent: p.agentId, $model: world.modelIds[i % 2], $key: `bench-${(key += 1)}` };
+    const parameters = BEFORE_SPEND_CONTROL.parameters.map((v) => (typeof v === 'string' && v in own ? own[v] : v));
+    return clients[w]!.tenantTransaction(p.tenantId, async (_q, named) => {
+      await named(BEFORE_SPEND_CONTROL.sql, parameters);
+    });
+  };
+
+  // The package, its floor and the statement before issue 14 take turns, SLICES times each, so that
+  // load from elsewhere on the machine hits them alike; each one's figures are summed over its turns.
+  say(`recordUsage, its floor and the statement before spend control: concurrency ${CONCURRENCY}, ${SLICES} turns of ${(s.usageSeconds / SLICES).toFixed(1)} s each, over ${payers.length} budgeted users…`);
   const sliceMs = (s.usageSeconds * 1000) / SLICES;
-  const spreadRuns: Throughput[] = [];
-  const replayRuns: Throughput[] = [];
-  const spentParts: CpuSpent[] = [];
-  const replaySpentParts: CpuSpent[] = [];
+  const runs = { spread: [] as Throughput[], replay: [] as Throughput[], before: [] as Throughput[] };
+  const spentParts = { spread: [] as CpuSpent[], replay: [] as CpuSpent[], before: [] as CpuSpent[] };
+  const sides: [keyof typeof runs, (w: number, i: number) => Promise<unknown>][] = [
+    ['spread', (_, i) => charge(payers[(i * 7919) % payers.length]!, i)],
+    ['replay', replayCharge],
+    ['before', beforeCharge],
+  ];
   for (let slice = 0; slice < SLICES; slice += 1) {
-    const meter = await cpuMeter(backend);
-    spreadRuns.push(await concurrent((_, i) => charge(payers[(i * 7919) % payers.length]!, i), { concurrency: CONCURRENCY, durationMs: sliceMs }));
-    spentParts.push(await meter());
-    const replayMeter = await cpuMeter(backend);
-    replayRuns.push(await concurrent(replayCharge, { concurrency: CONCURRENCY, durationMs: sliceMs }));
-    replaySpentParts.push(await replayMeter());
+    for (const [side, fn] of sides) {
+      const meter = await cpuMeter(backend);
+      runs[side].push(await concurrent(fn, { concurrency: CONCURRENCY, durationMs: sliceMs }));
+      spentParts[side].push(await meter());
+    }
   }
-  const spread = combine(spreadRuns);
-  const replay = combine(replayRuns);
-  const spent = addSpent(spentParts);
-  const replaySpent = addSpent(replaySpentParts);
+  const spread = combine(runs.spread);
+  const replay = combine(runs.replay);
+  const before = combine(runs.before);
+  const spent = addSpent(spentParts.spread);
+  const replaySpent = addSpent(spentParts.replay);
+  const beforeSpent = addSpent(spentParts.before);
 
   say(`bare INSERT of a usage row: concurrency ${CONCURRENCY} for ${s.usageSeconds} s…`);
   const bareMeter = await cpuMeter(backend);
@@ -126,7 +148,7 @@ export async function usageScenarios(backend: Backend, world: World): Promise<Re
        on s.tenant_id = u.tenant_id and s.user_id = u.id
      where u.budget is not null`,
   );
-  const expected = spread.operations + hot.operations + replay.operations + 1;
+  const expected = spread.operations + hot.operations + replay.operations + before.operations + 1;
   const consistent = check !== undefined && check.lost === 0 && check.charges === expected;
   const group = `recordUsage (concurrency ${CONCURRENCY}; pool ${CONCURRENCY}+ connections)`;
   return [
@@ -164,6 +186,23 @@ export async function usageScenarios(backend: Backend, world: World): Promise<Re
       baseline: { label: 'recordUsage (package)', latency: spread.latency, rate: { perSecond: spread.perSecond, unit: 'charges', concurrency: CONCURRENCY } },
       ratio: { value: ratio(replay.perSecond, spread.perSecond), of: 'rate' },
       figures: cpuFigures(replaySpent, replay.operations),
+    },
+    {
+      id: 'usage.beforeSpendControl',
+      group,
+      label: 'floor, the statement before issue 14',
+      latency: before.latency,
+      rate: { perSecond: before.perSecond, unit: 'charges', concurrency: CONCURRENCY },
+      baseline: { label: 'floor (today\'s statement)', latency: replay.latency, rate: { perSecond: replay.perSecond, unit: 'charges', concurrency: CONCURRENCY } },
+      ratio: { value: ratio(before.perSecond, replay.perSecond), of: 'rate' },
+      figures: cpuFigures(beforeSpent, before.operations),
+      goals: [
+        {
+          text: `today's charge statement ≥ ${MIN_SHARE_OF_BEFORE}× the charges/s of the one before budget windows, cap, holds and alerts (both bare, named; issue 14)`,
+          met: replay.perSecond >= MIN_SHARE_OF_BEFORE * before.perSecond,
+          actual: `${ratio(replay.perSecond, before.perSecond).toFixed(3)}×`,
+        },
+      ],
     },
     {
       id: 'usage.hotUser',
