@@ -447,11 +447,21 @@ function assertResultFits(rows: { totalBytes: string | number }[], maxBytes: num
  * scan and ef_search, and custom plans for prepared statements. A generic plan (which PostgreSQL
  * may keep for a prepared statement after five executions) is costed for an average tenant, a few
  * rows, and is an exact scan; used for the biggest tenant it was 8× slower (bench: p50 16.3 vs 1.9 ms).
+ *
+ * No JIT and no parallel workers: the statement's plan includes the exact fallback
+ * (nearestChunks' nearest_exact), costed as a sort of the whole tenant, which passes jit_above_cost
+ * and gets a Gather of two workers, though it runs only when the index scan ends short. The JIT
+ * compiles every expression of the plan at executor start-up, run or not (~30 ms), and the workers
+ * are launched before the fallback's one-time filter, which they evaluate (~10 ms); at 100,000
+ * rows that made a 2 ms search 70–110 ms (bench, search scenario, server: similaritySearch p50
+ * 111 ms before, see bench/README.md).
  */
 async function useIterativeIndexScan(db: TenantTx): Promise<void> {
   await sql`select set_config('hnsw.iterative_scan', 'relaxed_order', true),
                    set_config('hnsw.ef_search', ${String(DEFAULT_EF_SEARCH)}, true),
-                   set_config('plan_cache_mode', 'force_custom_plan', true)`.execute(db);
+                   set_config('plan_cache_mode', 'force_custom_plan', true),
+                   set_config('jit', 'off', true),
+                   set_config('max_parallel_workers_per_gather', '0', true)`.execute(db);
 }
 
 /**
