@@ -181,6 +181,7 @@ export {
   similaritySearch,
   hybridSearch,
   EMBEDDING_DIMENSIONS,
+  MAX_TEXT_CANDIDATES,
   type ChunkSource,
   type NewChunk,
   type SimilarChunk,

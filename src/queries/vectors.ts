@@ -12,6 +12,8 @@ import { assertRole } from '../db/service-roles.ts';
 export const EMBEDDING_DIMENSIONS = 1536;
 /** Reciprocal-rank-fusion constant of hybridSearch: score = Σ 1 / (RRF_K + rank). */
 export const RRF_K = 60;
+/** The largest `textCandidates` of hybridSearch (the bound of app.search_text, an integer). */
+export const MAX_TEXT_CANDIDATES = 1_000_000;
 /**
  * hnsw.ef_search used by the searches (pgvector's default is 40): the size of the candidate
  * list per index scan step. Higher is better recall and slower; see bench/ for the trade-off.
@@ -303,11 +305,21 @@ function nearestChunks(tenantId: string, query: VectorValue, filter: RawBuilder<
  * vectorRank/textRank say where it came from. `embedding` and the byte budget (`maxPageBytes`) as
  * for similaritySearch; rows whose vector distance is NaN are left out of the vector leg.
  *
+ * The full-text leg ranks every chunk matching the query (exact fusion; its cost grows with the
+ * matches: bench/README.md). `textCandidates` (an integer ≥ 4k, at least 40, at most
+ * MAX_TEXT_CANDIDATES) ranks only the first that many matches in the table's physical order — no
+ * rank is known before ranking — which bounds the leg's cost and changes the result when there
+ * are more matches than that: a better-ranked match outside the candidates is missed. The bench
+ * measures the fused top-k's recall against the exact fusion (README, "Search").
+ *
+ * @example
+ * const hits = await withTenant(db, tenantId, (tx) => hybridSearch(tx, { query: 'row level security', embedding, k: 5 }));
+ *
  * Roles: app_cms (README, "Production roles").
  */
 export async function hybridSearch(
   db: TenantTx,
-  params: ChunkFilter & { query: string; embedding: number[]; k?: number; maxPageBytes?: number },
+  params: ChunkFilter & { query: string; embedding: number[]; k?: number; maxPageBytes?: number; textCandidates?: number },
 ): Promise<HybridChunk[]> {
   assertRole(db, 'hybridSearch');
   const tenantId = tenantOf(db);
@@ -317,6 +329,7 @@ export async function hybridSearch(
   const k = topK(params.k);
   const maxBytes = pageBytes(params.maxPageBytes);
   const legSize = Math.max(4 * k, 40);
+  const textCandidates = textCandidateBound(params.textCandidates, legSize);
   await useIterativeIndexScan(db);
   const vector = vectorValue(params.embedding);
   const metadata = params.metadata === undefined ? null : metadataFilter(params.metadata);
@@ -330,7 +343,7 @@ export async function hybridSearch(
       select t.id, t.rank
       from app.search_text(websearch_to_tsquery('english', ${params.query}), ${legSize},
                            ${params.resourceId ?? null}::uuid, ${params.conversationId ?? null}::uuid, ${params.toolId ?? null}::integer,
-                           ${metadata}::jsonb) as t
+                           ${metadata}::jsonb, ${textCandidates}::integer) as t
     ),
     fused as (
       -- One row per id found by either leg. A union, not a full join: the join below then keys on
@@ -529,6 +542,17 @@ function assertEmbedding(field: string, embedding: unknown): asserts embedding i
   if (squaredNorm > MAX_SQUARED_NORM) {
     throw new ValidationError(field, `has a squared norm of ${squaredNorm}, past what pgvector's 4-byte floats hold (${MAX_SQUARED_NORM}), and cosine distance to it is NaN: normalize it`);
   }
+}
+
+/**
+ * hybridSearch's `textCandidates`: undefined → null (every match ranked); else an integer from the
+ * leg's size (fewer candidates could not fill the leg) to MAX_TEXT_CANDIDATES.
+ */
+function textCandidateBound(value: unknown, legSize: number): number | null {
+  if (value === undefined) return null;
+  assertInt('textCandidates', value, legSize);
+  if (value > MAX_TEXT_CANDIDATES) throw new ValidationError('textCandidates', `must be at most ${MAX_TEXT_CANDIDATES}, got ${value}`);
+  return value;
 }
 
 function topK(k: unknown): number {
