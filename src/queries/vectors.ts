@@ -4,7 +4,7 @@ import { NotFoundError, ValidationError, foreignKeyViolated, sqlState } from '..
 import { tenantOf } from '../db/tenant.ts';
 import { vectorValue, type VectorValue } from '../db/vector.ts';
 import { tooLargeForPage } from './cursor.ts';
-import { DEFAULT_PAGE_BYTES, MAX_CHUNK_CONTENT_BYTES, MAX_CONTENT_BYTES_CEILING, MAX_METADATA_BYTES, MAX_SEARCH_K, TSVECTOR_MAX_BYTES } from './limits.ts';
+import { DEFAULT_PAGE_BYTES, MAX_CHUNK_CONTENT_BYTES, MAX_CONTENT_BYTES_CEILING, MAX_METADATA_BYTES, MAX_SEARCH_K, MAX_TEXT_CANDIDATES, TSVECTOR_MAX_BYTES } from './limits.ts';
 import { assertInt, assertText, assertTextBytes, assertUuid, jsonObject, limitName, limitOption, pageBytes } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
 
@@ -12,8 +12,6 @@ import { assertRole } from '../db/service-roles.ts';
 export const EMBEDDING_DIMENSIONS = 1536;
 /** Reciprocal-rank-fusion constant of hybridSearch: score = Σ 1 / (RRF_K + rank). */
 export const RRF_K = 60;
-/** The largest `textCandidates` of hybridSearch (the bound of app.search_text, an integer). */
-export const MAX_TEXT_CANDIDATES = 1_000_000;
 /**
  * hnsw.ef_search used by the searches (pgvector's default is 40): the size of the candidate
  * list per index scan step. Higher is better recall and slower; see bench/ for the trade-off.

@@ -9,7 +9,8 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ValidationError } from '../../src/db/errors.ts';
 import { withTenant } from '../../src/db/tenant.ts';
-import { addChunks, hybridSearch, MAX_TEXT_CANDIDATES } from '../../src/queries/vectors.ts';
+import { MAX_TEXT_CANDIDATES } from '../../src/queries/limits.ts';
+import { addChunks, hybridSearch } from '../../src/queries/vectors.ts';
 import { insertCatalog, insertTenant } from '../support/fixtures.ts';
 import { openTestDb, type TestDb } from '../support/test-db.ts';
 
