@@ -2,9 +2,10 @@
  * similaritySearch over the big tenant (k = 10): recall@10 against exact search (the same call
  * with index scans off), latency, and throughput at concurrency 4; the same search as the tenant
  * owning 5% of the rows (the HNSW index is shared by all tenants: pgvector's iterative scan must
- * keep going past other tenants' rows); and hybridSearch against vector-only search. The three
- * latency variants run interleaved. EXPLAIN (ANALYZE, BUFFERS) of one query of each shows where
- * the time goes.
+ * keep going past other tenants' rows); and hybridSearch against vector-only search, exact (every
+ * full-text match ranked) and with its full-text leg bounded to TEXT_CANDIDATES matches, whose
+ * fused top-10 is compared with the exact fusion's (recall at several bounds). The latency
+ * variants run interleaved. EXPLAIN (ANALYZE, BUFFERS) of one query of each shows where the time goes.
  */
 import { sql } from 'kysely';
 import type { TenantTx } from '../../src/db/tenant-tx.ts';
@@ -19,6 +20,10 @@ import { progress, say } from '../progress.ts';
 import type { Result } from '../report.ts';
 
 const K = 10;
+/** hybridSearch's textCandidates timed against vector-only search (the latency rows). */
+const TEXT_CANDIDATES = [200, 400] as const;
+/** The bounds whose fused top-10 is compared with the exact fusion's (no timing: cheap). */
+const RECALL_BOUNDS = [100, 200, 400, 800, 1600] as const;
 /** Time caps: a slow plan (e.g. a sequential scan of 100,000 vectors) must not make a run last an hour. */
 const RECALL_MAX_MS = 150_000;
 const LATENCY_MAX_MS = 120_000;
@@ -69,7 +74,34 @@ export async function searchScenarios(backend: Backend, world: World): Promise<R
   bar.finish(recallQueries < s.recallQueries ? `(stopped after ${recallQueries} queries: time cap)` : undefined);
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 
-  say(`search latency: ${s.searchIterations} calls × 3 variants, interleaved…`);
+  // hybridSearch with a bounded full-text leg against the exact fusion (hybridSearch's default):
+  // the share of the exact top-10 the bounded call returns, and how often it returns the same rows.
+  const hybridCall = (q: Query, textCandidates?: number) =>
+    withTenant(backend.db, big, (tx) => hybridSearch(tx, { query: q.text, embedding: q.embedding, k: K, ...(textCandidates === undefined ? {} : { textCandidates }) }));
+  const fusion = Object.fromEntries(RECALL_BOUNDS.map((n) => [n, { recall: [] as number[], same: 0 }])) as Record<number, { recall: number[]; same: number }>;
+  const fusionQueries = Math.min(queries.length, 100);
+  const fusionBar = progress('hybridSearch: bounded text leg against exact fusion', fusionQueries, 'queries');
+  for (let i = 0; i < fusionQueries; i += 1) {
+    const q = queries[i]!;
+    const exactIds = (await hybridCall(q)).map((row) => row.id);
+    for (const n of RECALL_BOUNDS) {
+      const ids = (await hybridCall(q, n)).map((row) => row.id);
+      const want = new Set(exactIds);
+      fusion[n]!.recall.push(ids.filter((id) => want.has(id)).length / Math.max(1, want.size));
+      if (ids.join() === exactIds.join()) fusion[n]!.same += 1;
+    }
+    fusionBar.update(i + 1);
+  }
+  fusionBar.finish();
+  const fusionRecall = (n: number) => mean(fusion[n]!.recall);
+  const fusionFigures = Object.fromEntries(
+    RECALL_BOUNDS.flatMap((n) => [
+      [`recall@10 vs exact fusion, ${n} candidates`, fusionRecall(n)],
+      [`same top-10 as exact, ${n} candidates`, `${fusion[n]!.same}/${fusionQueries}`],
+    ]),
+  );
+
+  say(`search latency: ${s.searchIterations} calls × ${3 + TEXT_CANDIDATES.length} variants, interleaved…`);
   let fiveRows = 0;
   let fiveCalls = 0;
   let hybridRows = 0;
@@ -84,16 +116,19 @@ export async function searchScenarios(backend: Backend, world: World): Promise<R
       },
       hybrid: async (i) => {
         const q = queries[i % queries.length]!;
-        const rows = await withTenant(backend.db, big, (tx) => hybridSearch(tx, { query: q.text, embedding: q.embedding, k: K }));
+        const rows = await hybridCall(q);
         hybridRows += rows.length;
         hybridTextHits += rows.filter((row) => row.textRank !== null).length;
       },
+      bounded0: (i) => hybridCall(queries[i % queries.length]!, TEXT_CANDIDATES[0]),
+      bounded1: (i) => hybridCall(queries[i % queries.length]!, TEXT_CANDIDATES[1]),
     },
     { iterations: s.searchIterations, warmup: 20, maxMs: LATENCY_MAX_MS, minIterations: 30 },
   );
   const similarity = summarize(samples.similarity);
   const filtered = summarize(samples.filtered);
   const hybrid = summarize(samples.hybrid);
+  const bounded = [summarize(samples.bounded0), summarize(samples.bounded1)];
 
   say(`search throughput: concurrency 4 for ${s.throughputSeconds} s…`);
   const meter = await cpuMeter(backend);
@@ -115,6 +150,9 @@ export async function searchScenarios(backend: Backend, world: World): Promise<R
   const planBig = await explainSearch(backend, big, (tx) => similaritySearch(tx, { embedding: queries[0]!.embedding, k: K }));
   const planFive = await explainSearch(backend, five, (tx) => similaritySearch(tx, { embedding: queries[0]!.embedding, k: K }));
   const planHybrid = await explainSearch(backend, big, (tx) => hybridSearch(tx, { query: queries[0]!.text, embedding: queries[0]!.embedding, k: K }));
+  const planBounded = await explainSearch(backend, big, (tx) =>
+    hybridSearch(tx, { query: queries[0]!.text, embedding: queries[0]!.embedding, k: K, textCandidates: TEXT_CANDIDATES[0] }),
+  );
 
   const exactBig = summarize(exactMs.big);
   const exactFive = summarize(exactMs.five);
@@ -171,6 +209,22 @@ export async function searchScenarios(backend: Backend, world: World): Promise<R
       },
       goals: [{ text: 'p50 ≤ 2× vector-only', met: hybridRatio <= 2, actual: `${hybridRatio.toFixed(2)}×` }],
     },
+    ...TEXT_CANDIDATES.map((n, i): Result => {
+      const r = ratio(bounded[i]!.p50, similarity.p50);
+      return {
+        id: `search.hybrid${n}`,
+        group,
+        label: `hybridSearch, big tenant, textCandidates ${n}`,
+        latency: bounded[i]!,
+        baseline: { label: 'similaritySearch', latency: similarity },
+        ratio: { value: r, of: 'p50' },
+        figures: { 'recall@10 vs exact fusion': fusionRecall(n), 'same top-10 as exact': `${fusion[n]!.same}/${fusionQueries}`, ...(i === 0 ? { ...fusionFigures, plan: planBounded } : {}) },
+        goals: [
+          { text: 'p50 ≤ 2× vector-only', met: r <= 2, actual: `${r.toFixed(2)}×` },
+          { text: 'recall@10 vs exact fusion ≥ 0.95', met: fusionRecall(n) >= 0.95, actual: fusionRecall(n).toFixed(3) },
+        ],
+      };
+    }),
   ];
 }
 

@@ -16,6 +16,8 @@ export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 200;
 /** The largest `k` of similaritySearch and hybridSearch (default 10). */
 export const MAX_SEARCH_K = 1000;
+/** The largest `textCandidates` of hybridSearch (full-text matches ranked; app.search_text takes an integer). */
+export const MAX_TEXT_CANDIDATES = 1_000_000;
 
 /**
  * Default byte budget of one call's answer: the most bytes of content (and other variable-length

@@ -4,7 +4,7 @@ import { NotFoundError, ValidationError, foreignKeyViolated, sqlState } from '..
 import { tenantOf } from '../db/tenant.ts';
 import { vectorValue, type VectorValue } from '../db/vector.ts';
 import { tooLargeForPage } from './cursor.ts';
-import { DEFAULT_PAGE_BYTES, MAX_CHUNK_CONTENT_BYTES, MAX_CONTENT_BYTES_CEILING, MAX_METADATA_BYTES, MAX_SEARCH_K, TSVECTOR_MAX_BYTES } from './limits.ts';
+import { DEFAULT_PAGE_BYTES, MAX_CHUNK_CONTENT_BYTES, MAX_CONTENT_BYTES_CEILING, MAX_METADATA_BYTES, MAX_SEARCH_K, MAX_TEXT_CANDIDATES, TSVECTOR_MAX_BYTES } from './limits.ts';
 import { assertInt, assertText, assertTextBytes, assertUuid, jsonObject, limitName, limitOption, pageBytes } from './validate.ts';
 import { assertRole } from '../db/service-roles.ts';
 
@@ -303,11 +303,21 @@ function nearestChunks(tenantId: string, query: VectorValue, filter: RawBuilder<
  * vectorRank/textRank say where it came from. `embedding` and the byte budget (`maxPageBytes`) as
  * for similaritySearch; rows whose vector distance is NaN are left out of the vector leg.
  *
+ * The full-text leg ranks every chunk matching the query (exact fusion; its cost grows with the
+ * matches: bench/README.md). `textCandidates` (an integer ≥ 4k, at least 40, at most
+ * MAX_TEXT_CANDIDATES) ranks only the first that many matches in the table's physical order — no
+ * rank is known before ranking — which bounds the leg's cost and changes the result when there
+ * are more matches than that: a better-ranked match outside the candidates is missed. The bench
+ * measures the fused top-k's recall against the exact fusion (README, "Search").
+ *
+ * @example
+ * const hits = await withTenant(db, tenantId, (tx) => hybridSearch(tx, { query: 'row level security', embedding, k: 5 }));
+ *
  * Roles: app_cms (README, "Production roles").
  */
 export async function hybridSearch(
   db: TenantTx,
-  params: ChunkFilter & { query: string; embedding: number[]; k?: number; maxPageBytes?: number },
+  params: ChunkFilter & { query: string; embedding: number[]; k?: number; maxPageBytes?: number; textCandidates?: number },
 ): Promise<HybridChunk[]> {
   assertRole(db, 'hybridSearch');
   const tenantId = tenantOf(db);
@@ -317,6 +327,7 @@ export async function hybridSearch(
   const k = topK(params.k);
   const maxBytes = pageBytes(params.maxPageBytes);
   const legSize = Math.max(4 * k, 40);
+  const textCandidates = textCandidateBound(params.textCandidates, legSize);
   await useIterativeIndexScan(db);
   const vector = vectorValue(params.embedding);
   const metadata = params.metadata === undefined ? null : metadataFilter(params.metadata);
@@ -330,7 +341,7 @@ export async function hybridSearch(
       select t.id, t.rank
       from app.search_text(websearch_to_tsquery('english', ${params.query}), ${legSize},
                            ${params.resourceId ?? null}::uuid, ${params.conversationId ?? null}::uuid, ${params.toolId ?? null}::integer,
-                           ${metadata}::jsonb) as t
+                           ${metadata}::jsonb, ${textCandidates}::integer) as t
     ),
     fused as (
       -- One row per id found by either leg. A union, not a full join: the join below then keys on
@@ -447,11 +458,21 @@ function assertResultFits(rows: { totalBytes: string | number }[], maxBytes: num
  * scan and ef_search, and custom plans for prepared statements. A generic plan (which PostgreSQL
  * may keep for a prepared statement after five executions) is costed for an average tenant, a few
  * rows, and is an exact scan; used for the biggest tenant it was 8× slower (bench: p50 16.3 vs 1.9 ms).
+ *
+ * No JIT and no parallel workers: the statement's plan includes the exact fallback
+ * (nearestChunks' nearest_exact), costed as a sort of the whole tenant, which passes jit_above_cost
+ * and gets a Gather of two workers, though it runs only when the index scan ends short. The JIT
+ * compiles every expression of the plan at executor start-up, run or not (~30 ms), and the workers
+ * are launched before the fallback's one-time filter, which they evaluate (~10 ms); at 100,000
+ * rows that made a 2 ms search 70–110 ms (bench, search scenario, server: similaritySearch p50
+ * 111 ms before, see bench/README.md).
  */
 async function useIterativeIndexScan(db: TenantTx): Promise<void> {
   await sql`select set_config('hnsw.iterative_scan', 'relaxed_order', true),
                    set_config('hnsw.ef_search', ${String(DEFAULT_EF_SEARCH)}, true),
-                   set_config('plan_cache_mode', 'force_custom_plan', true)`.execute(db);
+                   set_config('plan_cache_mode', 'force_custom_plan', true),
+                   set_config('jit', 'off', true),
+                   set_config('max_parallel_workers_per_gather', '0', true)`.execute(db);
 }
 
 /**
@@ -519,6 +540,17 @@ function assertEmbedding(field: string, embedding: unknown): asserts embedding i
   if (squaredNorm > MAX_SQUARED_NORM) {
     throw new ValidationError(field, `has a squared norm of ${squaredNorm}, past what pgvector's 4-byte floats hold (${MAX_SQUARED_NORM}), and cosine distance to it is NaN: normalize it`);
   }
+}
+
+/**
+ * hybridSearch's `textCandidates`: undefined → null (every match ranked); else an integer from the
+ * leg's size (fewer candidates could not fill the leg) to MAX_TEXT_CANDIDATES.
+ */
+function textCandidateBound(value: unknown, legSize: number): number | null {
+  if (value === undefined) return null;
+  assertInt('textCandidates', value, legSize);
+  if (value > MAX_TEXT_CANDIDATES) throw new ValidationError('textCandidates', `must be at most ${MAX_TEXT_CANDIDATES}, got ${value}`);
+  return value;
 }
 
 function topK(k: unknown): number {

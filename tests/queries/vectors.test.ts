@@ -263,6 +263,20 @@ describe('search quality on clustered data', () => {
     expect(plan).toContain("<> 'NaN'::double precision");
   });
 
+  it('searches without JIT or parallel workers: the exact fallback in the plan would get both, run or not', async () => {
+    const recorder = new QueryRecorder();
+    const { plan, settings } = await withTenant(t.db.withPlugin(recorder), big.tenantId, async (tx) => {
+      await hybridSearch(tx, { query: 'anything', embedding: queries[0]!, k: 10 });
+      const search = recorder.queries.at(-1)!;
+      const compiled = t.db.getExecutor().compileQuery(search.node, search.queryId);
+      const { rows } = await tx.executeQuery<{ 'QUERY PLAN': string }>(CompiledQuery.raw(`explain ${compiled.sql}`, [...compiled.parameters]));
+      const current = await sql<{ jit: string; workers: string }>`select current_setting('jit') as jit, current_setting('max_parallel_workers_per_gather') as workers`.execute(tx);
+      return { plan: rows.map((r) => r['QUERY PLAN']).join('\n'), settings: current.rows[0] };
+    });
+    expect(settings).toEqual({ jit: 'off', workers: '0' });
+    expect(plan).not.toMatch(/Gather/);
+  });
+
   it('has recall@10 >= 0.95 against exact search at the default settings', async () => {
     const { recall: r, minRows } = await recall(big.tenantId);
     console.info(`similaritySearch, ${total} vectors, big tenant: recall@10 = ${r.toFixed(3)}, fewest rows returned = ${minRows}`);
