@@ -144,6 +144,9 @@ export interface CostSummaryRow {
  * budget) before it inserts, and holds the lock until the caller's transaction ends, so charges of
  * one budgeted user are serialized and each sees the remaining budget the previous one left. For
  * a tenant with a cap it locks the tenant's tenant_spend row too: its charges are serialized.
+ * The usage row's trigger adds it to its usage_rollups bucket (tenant, UTC day, user, model,
+ * agent), whose row stays locked until the transaction ends: charges of one user in one bucket
+ * take turns even without a budget; other users' charges never wait for it.
  *
  * @example
  * const usage = await withTenant(db, tenantId, (tx) =>
@@ -203,7 +206,9 @@ export async function charge(db: TenantTx, tenantId: string, call: ValidCall, se
 
 /**
  * Cost, tokens and calls of the current tenant's usage per UTC day, ISO week or month, and
- * optionally per model, user or agent; sums are exact, in SQL. At most `maxRows` rows (default
+ * optionally per model, user or agent; sums are exact, in SQL. The whole UTC days of the range are
+ * summed from usage_rollups (migration 0021: exact buckets per UTC day, user, model and agent, kept
+ * by the charge's own statement), the partial days at its ends from usage. At most `maxRows` rows (default
  * MAX_COST_SUMMARY_ROWS, 10,000): a range and grouping with more → ValidationError('maxRows')
  * saying how to narrow it (the rows past the limit are never sent). `from` and `to` are Dates of
  * years 1..9999 (ValidationError otherwise, never PostgreSQL's 22008).
