@@ -85,13 +85,14 @@ begin
   end if;
   set local citus.multi_shard_modify_mode to 'sequential';
   set local citus.enable_unsafe_triggers to on;
-  perform create_distributed_table('public.usage_rollups', 'tenant_id', colocate_with => 'public.users');
-  -- Citus refuses subqueries in policies: app.current_tenant_id() directly, as 0020 does.
+  -- Citus refuses subqueries in the policies of distributed tables: app.current_tenant_id()
+  -- directly, as 0020 does, before the table is distributed.
   alter policy usage_rollups_select on usage_rollups using (tenant_id = app.current_tenant_id());
   alter policy usage_rollups_insert on usage_rollups with check (tenant_id = app.current_tenant_id());
   alter policy usage_rollups_update on usage_rollups using (tenant_id = app.current_tenant_id())
     with check (tenant_id = app.current_tenant_id());
   alter policy usage_rollups_delete on usage_rollups using (tenant_id = app.current_tenant_id());
+  perform create_distributed_table('public.usage_rollups', 'tenant_id', colocate_with => 'public.users');
 end
 $citus$;
 
@@ -109,6 +110,7 @@ create function app.roll_up_usage() returns trigger
 as $$
 declare
   target text;
+  removed bigint;
 begin
   if tg_table_name <> 'usage' then
     select format('public.%I', 'usage_rollups_' || r.shardid) into strict target
@@ -132,7 +134,8 @@ begin
       execute format('delete from %s r where r.tenant_id = $1 and r.day = $2 and r.user_id = $3 and r.model_id = $4
                         and r.agent_id is not distinct from $5 and r.calls = 1', target)
         using old.tenant_id, (old.created_at at time zone 'UTC')::date, old.user_id, old.model_id, old.agent_id;
-      if not found then
+      get diagnostics removed = row_count; -- EXECUTE does not set FOUND
+      if removed = 0 then
         execute format('update %s r set cost = r.cost - $6, input_tokens = r.input_tokens - $7, output_tokens = r.output_tokens - $8,
                           calls = r.calls - 1, updated_at = now()
                         where r.tenant_id = $1 and r.day = $2 and r.user_id = $3 and r.model_id = $4 and r.agent_id is not distinct from $5', target)

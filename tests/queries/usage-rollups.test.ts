@@ -260,7 +260,7 @@ describe('usage_rollups', () => {
     expect(compared).toBeGreaterThan(500);
   });
 
-  it("follows the owner's changes of usage: an agent's deletion moves its rows to the no-agent bucket, a user's deletion takes its buckets away", async () => {
+  it("follows the owner's changes of usage: an agent's deletion moves its rows to the no-agent bucket, a user's deletion takes its buckets away, updates move amounts", async () => {
     const w = worlds[0]!;
     const agentId = w.agents[1]!;
     const userId = w.users[1]!;
@@ -269,6 +269,11 @@ describe('usage_rollups', () => {
     await db.deleteFrom('userAgents').where('agentId', '=', agentId).execute();
     await db.deleteFrom('agents').where('id', '=', agentId).execute(); // usage.agent_id set NULL by its foreign key
     await db.deleteFrom('users').where('tenantId', '=', w.tenantId).where('id', '=', userId).execute(); // usage and buckets cascade
+    expect(await driftedBuckets(db)).toEqual([]);
+    // The owner's corrections: amounts changed, rows moved to another day (and back into a bucket that exists).
+    await sql`update usage set cost = cost * 3, input_tokens = input_tokens + 1 where tenant_id = ${w.tenantId}::uuid and output_tokens % 3 = 0`.execute(db);
+    await sql`update usage set created_at = created_at - interval '2 days' where tenant_id = ${w.tenantId}::uuid and output_tokens % 4 = 1`.execute(db);
+    await sql`update usage set message_id = null where tenant_id = ${w.tenantId}::uuid`.execute(db); // not a bucket's column: nothing to move
     expect(await driftedBuckets(db)).toEqual([]);
     const left = await sql<{ agent: number; user: number }>`
       select (select count(*)::int from usage_rollups where agent_id = ${agentId}::uuid) as agent,
