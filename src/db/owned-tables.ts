@@ -4,8 +4,9 @@
  * public with a `tenant_id` column (the tenant-scoped tables, and the shared-or-owned agents,
  * prompts and tools, whose global rows have none), `tenants` itself, and `agent_tools`, whose rows
  * belong to the tenant's agents. Not the catalog (roles, models, providers, …: shared by every
- * tenant) nor the migrator's ledger. In
- * foreign-key order, parents first; shared by exportTenant, importTenant and deleteTenant.
+ * tenant) nor the migrator's ledger, nor the tables a trigger derives from another owned table
+ * (DERIVED_TABLES). In foreign-key order, parents first; shared by exportTenant, importTenant and
+ * deleteTenant.
  */
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { TenantTransferError } from './errors.ts';
@@ -25,6 +26,14 @@ export interface OwnedTable {
 const THROUGH_PARENT: Record<string, { column: string; parent: string }> = {
   agent_tools: { column: 'agent_id', parent: 'agents' },
 };
+
+/**
+ * Tables kept by a trigger from the rows of another owned table, by the table they are derived
+ * from: usage_rollups from usage (migration 0021). Not exported (the source rows are) nor imported
+ * (loading the source rows rebuilds them, exactly) nor deleted by deleteTenant (deleting the source
+ * rows takes them away; a user's rows also go by the cascade from users).
+ */
+export const DERIVED_TABLES: Readonly<Record<string, string>> = { usage_rollups: 'usage' };
 
 /** `db` without plugins: these statements name SQL identifiers as they are (snake_case). */
 function raw(db: Kysely<any>): Kysely<any> {
@@ -46,6 +55,7 @@ export async function ownedTables(db: Kysely<any>): Promise<OwnedTable[]> {
     join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
     left join pg_constraint k on k.conrelid = c.oid and k.contype = 'p'
     where n.nspname = 'public' and c.relkind in ('r', 'p') and c.relname <> ${LEDGER_TABLE}
+      and c.relname <> all(${Object.keys(DERIVED_TABLES)}::text[])
       and (c.relname = any(${['tenants', ...Object.keys(THROUGH_PARENT)]}::text[])
            or exists (select from pg_attribute t where t.attrelid = c.oid and t.attname = 'tenant_id' and not t.attisdropped))
     order by c.relname, a.attnum`.execute(raw(db));

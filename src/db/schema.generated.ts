@@ -295,6 +295,27 @@ export interface Usage {
   userId: string;
 }
 
+export interface UsageRollups {
+  agentId: string | null;
+  /**
+   * Usage rows in the bucket; a bucket whose last row is deleted is deleted.
+   */
+  calls: Int8;
+  cost: Numeric;
+  createdAt: Generated<Timestamp>;
+  /**
+   * The UTC day of usage.created_at: (created_at at time zone 'UTC')::date.
+   */
+  day: Timestamp;
+  id: Generated<string>;
+  inputTokens: Int8;
+  modelId: number;
+  outputTokens: Int8;
+  tenantId: string;
+  updatedAt: Generated<Timestamp>;
+  userId: string;
+}
+
 export interface UserAgents {
   agentId: string;
   /**
@@ -397,6 +418,7 @@ export interface DB {
   tenantSpend: TenantSpend;
   tools: Tools;
   usage: Usage;
+  usageRollups: UsageRollups;
   userAgents: UserAgents;
   users: Users;
   userTools: UserTools;

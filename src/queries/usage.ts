@@ -144,6 +144,9 @@ export interface CostSummaryRow {
  * budget) before it inserts, and holds the lock until the caller's transaction ends, so charges of
  * one budgeted user are serialized and each sees the remaining budget the previous one left. For
  * a tenant with a cap it locks the tenant's tenant_spend row too: its charges are serialized.
+ * The usage row's trigger adds it to its usage_rollups bucket (tenant, UTC day, user, model,
+ * agent), whose row stays locked until the transaction ends: charges of one user in one bucket
+ * take turns even without a budget; other users' charges never wait for it.
  *
  * @example
  * const usage = await withTenant(db, tenantId, (tx) =>
@@ -203,7 +206,9 @@ export async function charge(db: TenantTx, tenantId: string, call: ValidCall, se
 
 /**
  * Cost, tokens and calls of the current tenant's usage per UTC day, ISO week or month, and
- * optionally per model, user or agent; sums are exact, in SQL. At most `maxRows` rows (default
+ * optionally per model, user or agent; sums are exact, in SQL. The whole UTC days of the range are
+ * summed from usage_rollups (migration 0021: exact buckets per UTC day, user, model and agent, kept
+ * by the charge's own statement), the partial days at its ends from usage. At most `maxRows` rows (default
  * MAX_COST_SUMMARY_ROWS, 10,000): a range and grouping with more → ValidationError('maxRows')
  * saying how to narrow it (the rows past the limit are never sent). `from` and `to` are Dates of
  * years 1..9999 (ValidationError otherwise, never PostgreSQL's 22008).
@@ -219,29 +224,44 @@ export async function costSummary(db: TenantTx, params: CostSummaryParams): Prom
   assertRole(db, 'costSummary');
   const tenantId = tenantOf(db);
   const { from, to, groupBy, by, maxRows } = validateCostSummary(params);
+  // The whole UTC days of [from, to) come from usage_rollups (migration 0021: one row per tenant,
+  // UTC day, user, model and agent, kept exact by the charge's own statement); the partial days at
+  // either end from usage itself. With c1 = from rounded up to a UTC midnight and c2 = to rounded
+  // down: days [c1, c2) from the buckets, usage rows [from, least(c1, to)) and
+  // [greatest(c2, least(c1, to)), to) — all of [from, to) once when it lies within one day.
+  const utcFrom = sql`(${from}::timestamptz at time zone 'UTC')`;
+  const utcTo = sql`(${to}::timestamptz at time zone 'UTC')`;
+  const c1 = sql`(date_trunc('day', ${utcFrom} + interval '1 day' - interval '1 microsecond') at time zone 'UTC')`;
+  const c2 = sql`(date_trunc('day', ${utcTo}) at time zone 'UTC')`;
+  const firstDay = sql`(${utcFrom} + interval '1 day' - interval '1 microsecond')::date`;
+  const endDay = sql`${utcTo}::date`;
+  const key = by === undefined ? undefined : KEY_COLUMNS[by];
+  const keyOf = (alias: string) => (key === undefined ? sql`` : sql`, ${sql.id(alias, key)} as key`);
   // groupBy is one of three words (checked above): a literal, so that the select list and the
   // GROUP BY hold the same expression.
-  const period = sql<Date>`date_trunc(${sql.lit(groupBy)}, ${sql.ref('usage.createdAt')} at time zone 'UTC') at time zone 'UTC'`;
-  const key = by === undefined ? undefined : sql.ref(KEY_COLUMNS[by]);
-  const rows = await db
-    .selectFrom('usage')
-    .select([
-      period.as('period'),
-      decimalText(sql<string>`sum(${sql.ref('usage.cost')})`).as('cost'),
-      // pg returns int8 as text and PGlite as number: Number() below makes both a number.
-      sql<string | number>`sum(${sql.ref('usage.inputTokens')})`.as('inputTokens'),
-      sql<string | number>`sum(${sql.ref('usage.outputTokens')})`.as('outputTokens'),
-      sql<string | number>`count(*)`.as('calls'),
-    ])
-    .$if(key !== undefined, (qb) => qb.select(sql<string | number | null>`${key}`.as('key')))
-    .where('usage.tenantId', '=', tenantId)
-    .where('usage.createdAt', '>=', from)
-    .where('usage.createdAt', '<', to)
-    .groupBy(key === undefined ? [period] : [period, key])
-    .orderBy(sql`1`)
-    .$if(key !== undefined, (qb) => qb.orderBy(sql`${key}`))
-    .limit(maxRows + 1)
-    .execute();
+  const period = sql`date_trunc(${sql.lit(groupBy)}, p.utc_day) at time zone 'UTC'`;
+  const { rows } = await sql<{ period: Date; key?: string | number | null; cost: string; inputTokens: string | number; outputTokens: string | number; calls: string | number }>`
+    with p as (
+      select r.day::timestamp as utc_day${keyOf('r')}, r.cost, r.input_tokens, r.output_tokens, r.calls
+      from usage_rollups r
+      where r.tenant_id = ${tenantId}::uuid and r.day >= ${firstDay} and r.day < ${endDay}
+      union all
+      select u.created_at at time zone 'UTC'${keyOf('u')}, u.cost, u.input_tokens, u.output_tokens, 1
+      from usage u
+      where u.tenant_id = ${tenantId}::uuid and u.created_at >= ${from}::timestamptz and u.created_at < least(${c1}, ${to}::timestamptz)
+      union all
+      select u.created_at at time zone 'UTC'${keyOf('u')}, u.cost, u.input_tokens, u.output_tokens, 1
+      from usage u
+      where u.tenant_id = ${tenantId}::uuid and u.created_at >= greatest(${c2}, least(${c1}, ${to}::timestamptz)) and u.created_at < ${to}::timestamptz
+    )
+    select ${period} as period${key === undefined ? sql`` : sql`, p.key`},
+           trim_scale(sum(p.cost)) as cost,
+           -- pg returns int8/numeric sums as text and PGlite as number: Number() below makes both a number.
+           sum(p.input_tokens) as input_tokens, sum(p.output_tokens) as output_tokens, sum(p.calls) as calls
+    from p
+    group by 1${key === undefined ? sql`` : sql`, p.key`}
+    order by 1${key === undefined ? sql`` : sql`, p.key`}
+    limit ${maxRows + 1}`.execute(db);
   if (rows.length > maxRows) {
     const limit = limitName(maxRows, MAX_COST_SUMMARY_ROWS, 'MAX_COST_SUMMARY_ROWS', 'maxRows');
     const narrower = [
@@ -302,7 +322,8 @@ function firstRowOf(key: string, call: ValidCall, row: UsageRow): UsageRow {
   return row;
 }
 
-const KEY_COLUMNS = { model: 'usage.modelId', user: 'usage.userId', agent: 'usage.agentId' } as const;
+/** The column of usage and of usage_rollups that each `by` of costSummary groups by. */
+const KEY_COLUMNS = { model: 'model_id', user: 'user_id', agent: 'agent_id' } as const;
 
 export interface ValidCall {
   userId: string;

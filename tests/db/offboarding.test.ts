@@ -13,6 +13,7 @@ import { deleteTenant } from '../../src/db/delete-tenant.ts';
 import { NotFoundError, TenantTransferError } from '../../src/db/errors.ts';
 import { exportTenant, type TenantExportManifest } from '../../src/db/export-tenant.ts';
 import { importTenant } from '../../src/db/import-tenant.ts';
+import { DERIVED_TABLES } from '../../src/db/owned-tables.ts';
 import { readMigrationFiles } from '../../src/db/migrator.ts';
 import { withTenant } from '../../src/db/tenant.ts';
 import { toVectorSql } from '../../src/db/vector.ts';
@@ -89,10 +90,35 @@ async function insertTenantWorld(db: Kysely<any>, roleId: number, modelId: numbe
   return { tenantId, userId: u1!.id };
 }
 
+/** The tables of public but those a trigger derives from another (usage_rollups: see rollupsOf). */
+async function sourceTables(db: Kysely<any>): Promise<string[]> {
+  return (await publicTables(db)).filter((table) => !Object.hasOwn(DERIVED_TABLES, table));
+}
+
+/**
+ * The tenant's usage_rollups (migration 0021) without their own ids and times, which a rebuild
+ * gives anew: the buckets and their sums, sorted.
+ */
+async function rollupsOf(db: Kysely<any>, tenantId: string): Promise<string[]> {
+  const { rows } = await sql<{ row: string }>`
+    select jsonb_build_array(day, user_id, model_id, agent_id, cost, input_tokens, output_tokens, calls)::text as row
+    from usage_rollups where tenant_id = ${tenantId}::uuid order by 1`.execute(db.withoutPlugins());
+  return rows.map((r) => r.row);
+}
+
+/** usage of the tenant summed per bucket of usage_rollups, straight from usage, as rollupsOf prints it. */
+async function usageSumsOf(db: Kysely<any>, tenantId: string): Promise<string[]> {
+  const { rows } = await sql<{ row: string }>`
+    select jsonb_build_array((created_at at time zone 'UTC')::date, user_id, model_id, agent_id, sum(cost), sum(input_tokens), sum(output_tokens), count(*))::text as row
+    from usage where tenant_id = ${tenantId}::uuid
+    group by (created_at at time zone 'UTC')::date, user_id, model_id, agent_id order by 1`.execute(db.withoutPlugins());
+  return rows.map((r) => r.row);
+}
+
 /** Every row of the tenant, table by table, as the owner reads it (all columns, generated ones too). */
 async function tenantRows(db: Kysely<any>, tenantId: string): Promise<Record<string, string[]>> {
   const out: Record<string, string[]> = {};
-  for (const table of await publicTables(db)) {
+  for (const table of await sourceTables(db)) {
     const where = await scope(db, table, tenantId);
     if (where === undefined) continue;
     const { rows } = await sql<{ row: string }>`select to_jsonb(x)::text as row from ${sql.table(table)} x where ${where} order by 1`.execute(db.withoutPlugins());
@@ -104,7 +130,7 @@ async function tenantRows(db: Kysely<any>, tenantId: string): Promise<Record<str
 /** Rows of the tenant in every table, counted as the owner. */
 async function tenantCounts(db: Kysely<any>, tenantId: string): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
-  for (const table of await publicTables(db)) {
+  for (const table of await sourceTables(db)) {
     const where = await scope(db, table, tenantId);
     if (where === undefined) continue;
     out[table] = (await sql<{ n: number }>`select count(*)::int as n from ${sql.table(table)} x where ${where}`.execute(db.withoutPlugins())).rows[0]!.n;
@@ -190,6 +216,10 @@ describe('export, delete, import', () => {
   it('round trip: the same rows come back, the other tenant is untouched throughout, and secrets open again', async () => {
     const before = await tenantRows(t.db, a);
     const other = await tenantRows(t.db, b);
+    const rollups = await rollupsOf(t.db, a);
+    const otherRollups = await rollupsOf(t.db, b);
+    expect(rollups.length).toBeGreaterThan(0);
+    expect(rollups).toEqual(await usageSumsOf(t.db, a));
     const dir = folder();
     await exportTenant(t.db, { tenantId: a, dir });
 
@@ -198,12 +228,17 @@ describe('export, delete, import', () => {
     const deletion = await deleteTenant(t.db, { tenantId: a, batchSize: 1 });
     expect(deletion.found).toBe(true);
     expect(Object.values(await tenantCounts(t.db, a)).every((n) => n === 0)).toBe(true);
+    expect(await rollupsOf(t.db, a)).toEqual([]); // deleting the usage rows took their buckets away
     expect(await tenantRows(t.db, b)).toEqual(other);
+    expect(await rollupsOf(t.db, b)).toEqual(otherRollups);
 
     const loaded = await importTenant(t.db, { dir, batchSize: 1 });
     expect(loaded).toMatchObject({ tenantId: a });
+    expect(loaded.tables.map((e) => e.table)).not.toContain('usage_rollups'); // derived: rebuilt from usage, not carried
     expect(await tenantRows(t.db, a)).toEqual(before);
+    expect(await rollupsOf(t.db, a)).toEqual(rollups);
     expect(await tenantRows(t.db, b)).toEqual(other);
+    expect(await rollupsOf(t.db, b)).toEqual(otherRollups);
     expect(await withTenant(t.db, a, (tx) => getUserToolCredential(tx, { userId: aUser, toolId: aTool }))).toEqual({ token: 'ghp_secret_token' });
   });
 });
@@ -309,6 +344,7 @@ describe('deleteTenant', () => {
     const finished = await deleteTenant(t.db, { tenantId, batchSize: 2 });
     expect(finished.found).toBe(true);
     expect(await tenantCounts(t.db, tenantId)).toEqual(Object.fromEntries(Object.keys(before).map((k) => [k, 0])));
+    expect(await rollupsOf(t.db, tenantId)).toEqual([]);
     expect(await deleteTenant(t.db, { tenantId })).toEqual({ tenantId, found: false, tables: [] });
   });
 

@@ -429,13 +429,15 @@ describe('lock behaviour (server only)', () => {
     expect(await remainingOf(t.db, userId)).toBe('0.9');
   });
 
-  it.runIf(onServer)('for a user without a budget: no row lock (charges overlap); a repeated key waits on the unique index', async () => {
+  it.runIf(onServer)('for a user without a budget: no row lock (charges of other buckets overlap); a repeated key waits on the unique index', async () => {
     const userId = await insertUser(t.db, a.tenantId, roleId, null);
     const key = `held-${randomUUID()}`;
     const first = holdTx(pool, a.tenantId, (tx) => recordUsage(tx, dimeCall(userId, { idempotencyKey: key })));
     const firstRow = await first.didWork;
-    // Completes while `first` is still open: nothing of the user is locked.
-    const unkeyed = holdTx(pool, a.tenantId, (tx) => recordUsage(tx, dimeCall(userId)));
+    // Completes while `first` is still open: nothing of the user is locked. (Another model: a
+    // charge of the same UTC day, model and agent adds to the same usage_rollups bucket, and
+    // waits for the first one's bucket row; see the next test.)
+    const unkeyed = holdTx(pool, a.tenantId, (tx) => recordUsage(tx, { ...dimeCall(userId), modelId: model }));
     await unkeyed.didWork;
     unkeyed.commit();
     await unkeyed.done;
@@ -446,6 +448,22 @@ describe('lock behaviour (server only)', () => {
     await first.done;
     await expect(repeat.done).resolves.toEqual(firstRow);
     expect(await usageOf(t.db, userId)).toHaveLength(2);
+  });
+
+  it.runIf(onServer)("for a user without a budget: two charges of one usage_rollups bucket (UTC day, model, agent) take turns on the bucket's row, and both count", async () => {
+    const userId = await insertUser(t.db, a.tenantId, roleId, null);
+    const first = holdTx(pool, a.tenantId, (tx) => recordUsage(tx, dimeCall(userId)));
+    await first.didWork;
+    const second = holdTx(pool, a.tenantId, (tx) => recordUsage(tx, dimeCall(userId)));
+    await waitUntilBlocked(t.db, await second.pid, await first.pid);
+    first.commit();
+    await first.done;
+    await second.didWork;
+    second.commit();
+    await second.done;
+    const { rows } = await sql<{ cost: string; calls: string }>`
+      select trim_scale(cost)::text as cost, calls::text from usage_rollups where user_id = ${userId}::uuid`.execute(t.db);
+    expect(rows).toEqual([{ cost: '0.2', calls: '2' }]);
   });
 });
 
@@ -565,7 +583,7 @@ describe('costSummary', () => {
     await expect(withTenant(t.db, s.tenantId, (tx) => costSummary(tx, { from: to, to, groupBy: 'day' }))).resolves.toEqual([]);
   });
 
-  it('filters by tenant_id through a usage index led by tenant_id', async () => {
+  it('reads whole days from usage_rollups and the partial days at the ends from usage, both through indexes led by tenant_id', async () => {
     const spy = new QueryRecorder();
     const spied = t.db.withPlugin(spy);
     for (const by of [undefined, 'model', 'user', 'agent'] as const) {
@@ -579,6 +597,7 @@ describe('costSummary', () => {
         return rows.map((r) => Object.values(r)[0]).join('\n');
       });
       expect(plan, String(by)).toMatch(/Index (Only )?Scan using usage_tenant_\w+_idx|Bitmap Index Scan on usage_tenant_\w+_idx/);
+      expect(plan, String(by)).toMatch(/Index Scan using usage_rollups_bucket_key|Bitmap Index Scan on usage_rollups_bucket_key/);
       expect(plan, String(by)).toMatch(/Index Cond: \(.*tenant_id = /);
     }
   });
