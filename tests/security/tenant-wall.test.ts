@@ -7,12 +7,13 @@
  * backend; never as a superuser. PGlite has no login roles (its one session is a superuser): the
  * attacks that do not need one run there too.
  */
-import { sql, type Kysely, type RawBuilder } from 'kysely';
+import { CompiledQuery, sql, type Kysely, type RawBuilder } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DB } from '../../src/db/schema.generated.ts';
 import { NotFoundError } from '../../src/db/errors.ts';
 import { withTenant } from '../../src/db/tenant.ts';
+import { ENTER_CONTEXT_SQL } from '../../src/db/tenant-context.ts';
 import { getUser } from '../../src/queries/users.ts';
 import { appendMessage, listMessages } from '../../src/queries/messages.ts';
 import { createConversation } from '../../src/queries/conversations.ts';
@@ -114,6 +115,25 @@ describe('the tenant cannot be switched from inside a withTenant transaction', (
       return 'ok';
     }).catch((error: { code?: string }) => error.code);
     expect(code).toBe('42501'); // new row violates row-level security policy
+  });
+
+  it.runIf(onServer)("withTenant's own first statement, sent again inside A for B, is refused and the connection discarded", async () => {
+    const one = login!.open(1);
+    try {
+      const outcome = await withTenant(one, w.a.tenantId, (tx) =>
+        tx.executeQuery(CompiledQuery.raw(ENTER_CONTEXT_SQL, [w.b.tenantId, null, null, 'app_user'])).then(
+          () => 'entered B',
+          (error: Error) => error.name,
+        ),
+      );
+      expect(outcome).toBe('ConnectionTamperedError');
+      // The pool of one opened a new connection for the next transaction, which is A's as asked.
+      const backends = await withTenant(one, w.a.tenantId, (tx) =>
+        sql<{ n: number }>`select count(*)::int as n from users where tenant_id = ${w.b.tenantId}`.execute(tx));
+      expect(backends.rows[0]!.n).toBe(0);
+    } finally {
+      await one.destroy();
+    }
   });
 
   it.runIf(onServer)('a signature seen for B cannot be replayed on the same connection', async () => {
