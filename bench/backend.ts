@@ -139,11 +139,15 @@ async function serverClient(url: string): Promise<BareClient> {
   const context = new ConnectionContext();
   return {
     tenantTransaction: async (tenantId, fn, role = 'app_user') => {
-      if (!context.registered) {
+      if (context.registered) {
+        await client.query(beginAndEnterSql(context.enterParameters(tenantId, role)));
+      } else {
+        // The first time, as the package does it: the key is registered inside the transaction (guard-pg-client.ts says why).
+        await client.query('begin');
         await client.query(OPEN_CONTEXT_SQL, context.openParameters());
         context.registered = true;
+        await client.query(ENTER_CONTEXT_SQL, context.enterParameters(tenantId, role));
       }
-      await client.query(beginAndEnterSql(context.enterParameters(tenantId, role)));
       try {
         const result = await fn(query, queryNamed);
         await client.query(`commit; ${CLEANUP_SQL}`);

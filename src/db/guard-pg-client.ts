@@ -37,7 +37,8 @@ export function guardClient(client: pg.PoolClient, nameStatements: ((query: Quer
   // Kysely's `begin`, not sent yet (see below).
   let beginHeld = false;
 
-  const enter = async (values: unknown[], begin: boolean): Promise<unknown> => {
+  const enter = async (values: unknown[], beginHeldBack: boolean): Promise<unknown> => {
+    let begin = beginHeldBack;
     if (ctx.poisoned !== undefined) throw new ConnectionTamperedError(ctx.poisoned);
     const [tenantId, , , role] = values as [string, null, null, string];
     if (ctx.inTenantTransaction) {
@@ -49,10 +50,18 @@ export function guardClient(client: pg.PoolClient, nameStatements: ((query: Quer
     let result: Result;
     try {
       if (!ctx.registered) {
-        // Registered outside the transaction when it has not begun yet (committed at once).
+        // The first tenant transaction of a connection registers its key inside the transaction,
+        // so the row commits with it. Registered alone (committed at once), a concurrent
+        // registration elsewhere could take it for a row of a backend that is gone: its look at
+        // pg_stat_activity is a snapshot from before this connection existed (seen in CI, with
+        // many connections opening at once: "no tenant-context key is registered").
+        if (begin) {
+          await raw('begin');
+          begin = false;
+        }
         await raw(OPEN_CONTEXT_SQL, ctx.openParameters());
         ctx.registered = true;
-        registeredInTransaction = !begin;
+        registeredInTransaction = true;
       }
       if (begin) {
         const results = (await raw(beginAndEnterSql(ctx.enterParameters(tenantId, role)))) as Result[];
