@@ -18,9 +18,9 @@ const contexts = new WeakMap<object, ConnectionContext>();
  * - the tenant context: withTenant's first statement ({@link ENTER_CONTEXT_SQL}) gets this
  *   connection's counter and signature (the key is registered on first use), and is checked;
  * - one round trip less per transaction: a `begin` is held back until the next statement, and
- *   sent with it when that is withTenant's first statement ({@link beginAndEnterSql}); before
- *   any other statement it is sent alone, as before; `begin` directly followed by `commit` or
- *   `rollback` sends nothing;
+ *   sent with it when that is withTenant's first statement ({@link beginAndEnterSql}) on a
+ *   connection whose key is registered; before any other statement (or the registration) it is
+ *   sent alone, as before; `begin` directly followed by `commit` or `rollback` sends nothing;
  * - the end of every tenant transaction: its COMMIT or ROLLBACK carries {@link CLEANUP_SQL} in the
  *   same round trip, and a connection whose prepared statements were dropped or replaced by SQL
  *   is marked poisoned, so that {@link releaseOf} discards it instead of pooling it again;
