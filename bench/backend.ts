@@ -122,7 +122,8 @@ export async function openEmbedded(): Promise<Backend> {
   };
 }
 
-async function serverClient(url: string): Promise<BareClient> {
+/** A bare connection to the server at `url` (the bench's baselines; bench/profile-loop.ts's floor). */
+export async function serverClient(url: string): Promise<BareClient> {
   const client = new pg.Client({ connectionString: url, application_name: 'bench-bare', options: '-c search_path=public,pg_temp' });
   client.on('error', () => {});
   await client.connect();

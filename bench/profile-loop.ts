@@ -15,12 +15,11 @@ import pg from 'pg';
 import { postgresConfig } from '../src/db/config.ts';
 import { createDb } from '../src/db/create-db.ts';
 import { withTenant } from '../src/db/tenant.ts';
-import { beginAndEnterSql, CLEANUP_SQL, ConnectionContext, OPEN_CONTEXT_SQL } from '../src/db/tenant-context.ts';
 import type { TenantTx } from '../src/db/tenant-tx.ts';
 import { listConversations } from '../src/queries/conversations.ts';
 import { appendMessage, listMessages } from '../src/queries/messages.ts';
 import { getUser } from '../src/queries/users.ts';
-import { DEFAULT_DATABASE_URL, withDatabase } from './backend.ts';
+import { DEFAULT_DATABASE_URL, serverClient, withDatabase } from './backend.ts';
 import { captureStatements } from './capture.ts';
 
 const WARMUP = 500;
@@ -73,16 +72,10 @@ try {
   } else {
     const [statement] = await captureStatements(db, tenantId, call);
     await db.destroy();
-    const client = new pg.Client({ connectionString: url, options: '-c search_path=public,pg_temp' });
-    await client.connect();
-    const context = new ConnectionContext();
-    await client.query(OPEN_CONTEXT_SQL, context.openParameters());
-    one = async () => {
-      await client.query(beginAndEnterSql(context.enterParameters(tenantId, 'app_user')));
-      await client.query({ name: 'floor', text: statement!.sql, values: statement!.parameters });
-      await client.query(`commit; ${CLEANUP_SQL}`);
-    };
-    close = () => client.end();
+    // The bench's own bare connection: the floor of the lookups scenario, in withTenant's shape.
+    const client = await serverClient(url);
+    one = () => client.tenantTransaction(tenantId, (_query, named) => named(statement!.sql, statement!.parameters));
+    close = () => client.close();
   }
   for (let i = 0; i < WARMUP; i += 1) await one();
   const cpu = process.cpuUsage();
