@@ -1,5 +1,5 @@
 /**
- * One variant of one lookup in a loop, to be profiled (bench/profile-buckets.ts reads the profile):
+ * One variant of one lookup (or recordUsage's charge, without an idempotency key: each call inserts) in a loop, to be profiled (bench/profile-buckets.ts reads the profile):
  * `package` runs the query function inside withTenant; `floor` sends the same statement (captured
  * from the package) through a bare pg.Client as a named prepared statement in withTenant's
  * transaction shape. Prints wall time and client CPU per call. Runs on the server of DATABASE_URL
@@ -18,6 +18,7 @@ import { withTenant } from '../src/db/tenant.ts';
 import type { TenantTx } from '../src/db/tenant-tx.ts';
 import { listConversations } from '../src/queries/conversations.ts';
 import { appendMessage, listMessages } from '../src/queries/messages.ts';
+import { recordUsage } from '../src/queries/usage.ts';
 import { getUser } from '../src/queries/users.ts';
 import { DEFAULT_DATABASE_URL, serverClient, withDatabase } from './backend.ts';
 import { captureStatements } from './capture.ts';
@@ -25,7 +26,7 @@ import { captureStatements } from './capture.ts';
 const WARMUP = 500;
 const [variant, lookup, count] = process.argv.slice(2);
 const calls = Number(count ?? 4000);
-const lookups = ['getUser', 'listConversations', 'listMessages'] as const;
+const lookups = ['getUser', 'listConversations', 'listMessages', 'recordUsage'] as const;
 if ((variant !== 'package' && variant !== 'floor') || !lookups.includes(lookup as never) || !(calls > 0)) {
   console.error(`usage: node bench/profile-loop.ts package|floor ${lookups.join('|')} [CALLS]`);
   process.exit(2);
@@ -53,6 +54,15 @@ try {
   const conversation = (
     await setup.query(`insert into conversations (tenant_id, user_id, title) values ($1, $2, 'profile') returning id`, [tenantId, userId])
   ).rows[0] as { id: string };
+  // recordUsage charges a model of the catalog against a budget that outlasts the loop.
+  const modelId = (
+    await setup.query(
+      `with p as (insert into providers (name) values ('profile') returning id)
+       insert into models (provider_id, name, internal_name, type, cost_1k_input, cost_1k_output)
+       select p.id, 'profile', 'profile', 'chat', 0.003, 0.015 from p returning id`,
+    )
+  ).rows[0].id as number;
+  await setup.query(`update users set budget = 1000000000, remaining = 1000000000 where id = $1`, [userId]);
   await setup.end();
 
   const db = createDb(postgresConfig({ connectionString: url, poolMax: 1 }));
@@ -62,7 +72,8 @@ try {
   const call: (tx: TenantTx) => Promise<unknown> =
     lookup === 'getUser' ? (tx) => getUser(tx, { userId })
     : lookup === 'listConversations' ? (tx) => listConversations(tx, { userId })
-    : (tx) => listMessages(tx, { conversationId: conversation.id });
+    : lookup === 'listMessages' ? (tx) => listMessages(tx, { conversationId: conversation.id })
+    : (tx) => recordUsage(tx, { userId, modelId, type: 'chat', inputTokens: 200, outputTokens: 50 });
 
   let one: () => Promise<unknown>;
   let close: () => Promise<void>;

@@ -530,27 +530,32 @@ async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall, settl
   const row = rows[0];
   if (row === undefined) throw new Error('recordUsage: the charge statement returned no row');
 
+  // The inserted row: its id, cost and instant as the server decided them, every other field the
+  // call's (inserted as given: UUIDs in their canonical lower case, text stored exactly, see
+  // validateRecordUsage), which the statement need not send back.
   const inserted: UsageRow | null =
     row.id === null
       ? null
       : {
           id: row.id,
-          userId: row.userId!,
-          modelId: row.modelId!,
-          agentId: row.agentId,
-          messageId: row.messageId,
-          type: row.type!,
-          inputTokens: row.inputTokens!,
-          outputTokens: row.outputTokens!,
-          cacheReadTokens: row.cacheReadTokens!,
-          cacheWriteTokens: row.cacheWriteTokens!,
+          userId: call.userId.toLowerCase(),
+          modelId: call.modelId,
+          agentId: call.agentId === null ? null : call.agentId.toLowerCase(),
+          messageId: call.messageId === null ? null : call.messageId.toLowerCase(),
+          type: call.type,
+          inputTokens: call.inputTokens,
+          outputTokens: call.outputTokens,
+          cacheReadTokens: call.cacheReadTokens,
+          cacheWriteTokens: call.cacheWriteTokens,
           cost: row.insertedCost!,
-          idempotencyKey: row.idempotencyKey,
+          idempotencyKey: call.idempotencyKey,
           createdAt: row.createdAt!,
         };
+  const tenantOpen = row.tenantOpen ?? true;
+  const tenantRemaining = row.tenantRemaining ?? null;
   rememberCapped(tenantId, row.capped);
   const budgeted = row.remaining !== null;
-  if (inserted !== null && ((budgeted && !row.charged) || (row.tenantRemaining !== null && !row.tenantCharged))) {
+  if (inserted !== null && ((budgeted && !row.charged) || (tenantRemaining !== null && row.tenantCharged !== true))) {
     // Cannot happen while the locks taken in `b` and `tb` hold; this keeps a future edit of the SQL honest.
     throw new Error('recordUsage: a usage row was inserted without charging the budget');
   }
@@ -561,19 +566,19 @@ async function chargeOnce(db: TenantTx, tenantId: string, call: ValidCall, settl
     messageFound: row.messageFound,
     budgetShort: inserted === null && row.budgetShort === true,
     tenantShort: inserted === null && row.tenantShort === true,
-    tenantOpen: row.tenantOpen,
+    tenantOpen,
     retryCapped: inserted === null && row.capped && !capped,
     cost: row.cost,
     remaining: row.remaining,
-    tenantRemaining: row.tenantRemaining,
+    tenantRemaining,
     inserted,
     alertInputs: {
       budget: row.budget,
       spentBefore: row.spentBefore,
       windowStart: row.windowStart,
       cap: row.cap,
-      tenantSpentBefore: row.tenantSpentBefore,
-      tenantWindowStart: row.tenantWindowStart,
+      tenantSpentBefore: row.tenantSpentBefore ?? null,
+      tenantWindowStart: row.tenantWindowStart ?? null,
       thresholds: Array.isArray(row.thresholds) ? (row.thresholds as number[]) : [],
     },
   };
@@ -753,7 +758,8 @@ const chargeStatement = statementTemplate(
               .$if(!shape.capped, (qb) => qb.where(sql<boolean>`tc.cap is null`)),
           )
           .onConflict((oc) => oc.columns(['tenantId', 'idempotencyKey']).doNothing())
-          .returning([...USAGE_COLUMNS, 'tenantId']),
+          // What dec and tdec read; the row's other fields are the call's own (see chargeOnce).
+          .returning(['id', 'tenantId', 'userId', 'cost', 'createdAt']),
       )
       .with('dec', (qb) =>
         qb
@@ -793,33 +799,30 @@ const chargeStatement = statementTemplate(
         'm.cost',
         sql<string | null>`case when b.remaining is not null then trim_scale(greatest(b.base - b.held, 0)) end`.as('remaining'),
         sql<boolean | null>`b.base - b.held < m.cost`.as('budgetShort'),
-        (shape.capped ? sql<boolean>`tc.cap is null or tb.spent is not null` : sql<boolean>`true`).as('tenantOpen'),
         sql<boolean>`tc.cap is not null`.as('capped'),
-        (shape.capped ? sql<string | null>`case when tb.spent is not null then trim_scale(greatest(tc.cap - tb.spent - tb.held, 0)) end` : sql<string | null>`null::text`).as('tenantRemaining'),
-        (shape.capped ? sql<boolean | null>`tb.spent + tb.held + m.cost > tc.cap` : sql<boolean | null>`false`).as('tenantShort'),
         eb.exists(eb.selectFrom('dec').select(sql.lit(1).as('one'))).as('charged'),
-        sql<boolean>`${shape.capped ? eb.exists(eb.selectFrom('tdec').select(sql.lit(1).as('one'))) : sql`false`}`.as('tenantCharged'),
         // What the alerts need (see recordAlerts): the budgets and what was spent before this
         // charge, as read under the locks, and the tenant's thresholds.
         sql<string | null>`trim_scale(b.budget)`.as('budget'),
         sql<string | null>`trim_scale(b.budget - b.base)`.as('spentBefore'),
         sql<Date | null>`b.window_start`.as('windowStart'),
         sql<string | null>`trim_scale(tc.cap)`.as('cap'),
-        (shape.capped ? sql<string | null>`trim_scale(tb.spent)` : sql<string | null>`null::text`).as('tenantSpentBefore'),
-        (shape.capped ? sql<Date | null>`tb.window_start` : sql<Date | null>`null::timestamptz`).as('tenantWindowStart'),
         sql<unknown>`tc.thresholds`.as('thresholds'),
+        // Of the inserted row, what the server decided; the rest is the call's (see chargeOnce).
         'ins.id',
-        'ins.userId',
-        'ins.modelId',
-        'ins.agentId',
-        'ins.messageId',
-        'ins.type',
-        'ins.inputTokens',
-        'ins.outputTokens',
-        'ins.cacheReadTokens',
-        'ins.cacheWriteTokens',
         decimalText(eb.ref('ins.cost')).as('insertedCost'),
-        'ins.idempotencyKey',
         'ins.createdAt',
       ])
+      // The tenant's spend row, in the capped shape only (the uncapped one has none: chargeOnce
+      // reads these as absent).
+      .$if(shape.capped, (qb) =>
+        qb.select((eb) => [
+          sql<boolean>`tc.cap is null or tb.spent is not null`.as('tenantOpen'),
+          sql<string | null>`case when tb.spent is not null then trim_scale(greatest(tc.cap - tb.spent - tb.held, 0)) end`.as('tenantRemaining'),
+          sql<boolean | null>`tb.spent + tb.held + m.cost > tc.cap`.as('tenantShort'),
+          eb.exists(eb.selectFrom('tdec').select(sql.lit(1).as('one'))).as('tenantCharged'),
+          sql<string | null>`trim_scale(tb.spent)`.as('tenantSpentBefore'),
+          sql<Date | null>`tb.window_start`.as('tenantWindowStart'),
+        ]),
+      )
 );

@@ -159,6 +159,44 @@ describe('recordUsage', () => {
     expect(usage).toMatchObject({ agentId: agent.id, messageId: message.id, type: 'title', cost: '0.1' });
   });
 
+  it('returns the row as stored, also when the ids were given in upper case', async () => {
+    // The statement sends back only what the server decides (id, cost, instant); the rest comes
+    // from the call, and must be what a read of the row gives.
+    const agent = await t.db.insertInto('agents').values({ tenantId: null, modelId: model, name: 'Upper-case helper' }).returning('id').executeTakeFirstOrThrow();
+    const conversation = await t.db
+      .insertInto('conversations')
+      .values({ tenantId: a.tenantId, userId: a.userId, title: 'upper' })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const message = await t.db
+      .insertInto('messages')
+      .values({ tenantId: a.tenantId, conversationId: conversation.id, role: 'assistant', content: JSON.stringify({ text: 'hi' }) })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const usage = await withTenant(t.db, a.tenantId, (tx) =>
+      recordUsage(tx, {
+        userId: a.userId.toUpperCase(),
+        modelId: cached,
+        agentId: agent.id.toUpperCase(),
+        messageId: message.id.toUpperCase(),
+        type: 'tool: ünïcode ✓',
+        inputTokens: 7,
+        outputTokens: 11,
+        cacheReadTokens: 13,
+        cacheWriteTokens: 17,
+        idempotencyKey: `upper-${randomUUID()}`,
+      }),
+    );
+    const stored = await t.db
+      .selectFrom('usage')
+      .select(['id', 'userId', 'modelId', 'agentId', 'messageId', 'type', 'inputTokens', 'outputTokens', 'cacheReadTokens', 'cacheWriteTokens', 'idempotencyKey', 'createdAt'])
+      .select(sql<string>`trim_scale(cost)::text`.as('cost'))
+      .where('id', '=', usage.id)
+      .executeTakeFirstOrThrow();
+    expect(usage).toEqual(stored);
+    expect(usage.userId).toBe(a.userId.toLowerCase());
+  });
+
   it("charges only for an agent the user may use (global, tenant-wide, own, shared); another user's private agent is refused as an unknown one, nothing charged", async () => {
     const userId = await insertUser(t.db, a.tenantId, roleId, '10');
     const otherUserId = await insertUser(t.db, a.tenantId, roleId, null);
