@@ -14,6 +14,7 @@ import { SnakeCamelPlugin } from '../src/db/camel-case.ts';
 import { postgresConfig, type AppRole } from '../src/db/config.ts';
 import { createDb } from '../src/db/create-db.ts';
 import { guardPglite } from '../src/db/guard-pglite.ts';
+import { isTemplateText } from '../src/db/statement-template.ts';
 import { beginAndEnterSql, CLEANUP_SQL, ConnectionContext, ENTER_CONTEXT_SQL, OPEN_CONTEXT_SQL } from '../src/db/tenant-context.ts';
 import type { DB } from '../src/db/schema.generated.ts';
 import { VectorPlugin } from '../src/db/vector.ts';
@@ -37,7 +38,10 @@ export interface BareClient {
   /**
    * A tenant transaction in withTenant's shape, with no package code in the way: `begin` and the
    * signed tenant context in one round trip (src/db/tenant-context.ts: the same text, signed with
-   * this connection's own key), `fn`, then `commit` with the same cleanup in the same round trip.
+   * this connection's own key), `fn`, then `commit`, with the same cleanup in the same round trip
+   * when the guard would send it: when a statement other than the package's own (a statement
+   * template's text, or one given to {@link BareClient.asPackageStatement}) ran on this
+   * connection since its last cleanup (src/db/guard-pg-client.ts).
    */
   tenantTransaction<T>(tenantId: string, fn: (query: BareQuery, queryNamed: BareQuery) => Promise<T>, role?: AppRole): Promise<T>;
   /**
@@ -47,6 +51,8 @@ export interface BareClient {
    * the policies' work too): a floor under what that withTenant cost, not a copy of it.
    */
   unsignedTransaction<T>(tenantId: string, fn: (query: BareQuery, queryNamed: BareQuery) => Promise<T>): Promise<T>;
+  /** Counts `text` as a statement of the package (a statement the package sent in an earlier version, bench/fixtures) for the cleanup rule above. */
+  asPackageStatement(text: string): void;
   close(): Promise<void>;
 }
 
@@ -127,9 +133,19 @@ export async function serverClient(url: string): Promise<BareClient> {
   const client = new pg.Client({ connectionString: url, application_name: 'bench-bare', options: '-c search_path=public,pg_temp' });
   client.on('error', () => {});
   await client.connect();
-  const query: BareQuery = async (text, params) => (await client.query(text, params as unknown[])).rows;
+  // As the package's guard does (guard-pg-client.ts): a tenant transaction ends with the cleanup
+  // only when a statement other than the package's own (a statement template's text) ran on the
+  // connection since its last cleanup.
+  let dirty = true;
+  const alsoPackage = new Set<string>();
+  const ownStatement = (text: string) => isTemplateText(text) || alsoPackage.has(text);
+  const query: BareQuery = async (text, params) => {
+    if (!ownStatement(text)) dirty = true;
+    return (await client.query(text, params as unknown[])).rows;
+  };
   const names = new Map<string, string>();
   const queryNamed: BareQuery = async (text, params) => {
+    if (!ownStatement(text)) dirty = true;
     let name = names.get(text);
     if (name === undefined) {
       name = `bare_${names.size}`;
@@ -151,10 +167,12 @@ export async function serverClient(url: string): Promise<BareClient> {
       }
       try {
         const result = await fn(query, queryNamed);
-        await client.query(`commit; ${CLEANUP_SQL}`);
+        await client.query(dirty ? `commit; ${CLEANUP_SQL}` : 'commit');
+        dirty = false;
         return result;
       } catch (error) {
         await client.query(`rollback; ${CLEANUP_SQL}`).catch(() => {});
+        dirty = false;
         throw error;
       }
     },
@@ -172,7 +190,11 @@ export async function serverClient(url: string): Promise<BareClient> {
     },
     query,
     queryNamed,
+    asPackageStatement: (text) => {
+      alsoPackage.add(text);
+    },
     script: async (text) => {
+      dirty = true;
       await client.query(text);
     },
     transaction: async (fn) => {
@@ -208,6 +230,8 @@ function pgliteClient(pglite: PGlite): BareClient {
     query: async (text, params) => (await pglite.query(text, params as unknown[])).rows as never,
     // PGlite prepares nothing by name; the embedded floor is the same call.
     queryNamed: async (text, params) => (await pglite.query(text, params as unknown[])).rows as never,
+    // PGlite's guard cleans up after every tenant transaction (guard-pglite.ts).
+    asPackageStatement: () => {},
     script: async (text) => {
       await pglite.exec(text);
     },

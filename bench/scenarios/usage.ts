@@ -68,6 +68,8 @@ export async function usageScenarios(backend: Backend, world: World): Promise<Re
     );
 
   const clients = await backend.openBare(CONCURRENCY);
+  // The statement before issue 14 was the package's own then: its transactions end as today's do.
+  for (const c of clients) c.asPackageStatement(BEFORE_SPEND_CONTROL.sql);
   // The package's own statement, replayed through bare connections as a named prepared statement
   // in the same transaction shape: the floor (issue 17: charges at ≥ 0.95× its throughput).
   const sample = payers[0]!;

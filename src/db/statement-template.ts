@@ -114,5 +114,20 @@ function compile<D, V extends object, S, R>(
   if (expected - 1 !== slots.length) {
     throw new Error(`statementTemplate: ${expected - 1} placeholders for ${slots.length} parameters in ${query.sql}`);
   }
+  templateTexts.add(query.sql);
   return { text: query.sql, fragments: Object.assign(fragments, { raw: fragments }), slots, node: query.query };
+}
+
+/** The text of every template compiled in this process: the package's own statements. */
+const templateTexts = new Set<string>();
+
+/**
+ * The text is one of a template compiled by the package (every value of it a bound parameter, the
+ * text fixed by the package's code). Such a statement is a single statement that reads and writes
+ * rows; it cannot prepare or drop statements, declare cursors, listen, create temporary objects,
+ * or change a session setting, so the guard ends a transaction that ran only these without the
+ * cleanup (guard-pg-client.ts). Templates are not exported: a service cannot add texts here.
+ */
+export function isTemplateText(text: string): boolean {
+  return templateTexts.has(text);
 }

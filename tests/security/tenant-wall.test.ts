@@ -218,6 +218,49 @@ describe('nothing crosses a pooled connection (one connection: A, then B)', () =
     expect(models.map((m) => m.id)).toContain(w.modelId);
   });
 
+  it.runIf(onServer)("a temp table made outside withTenant is gone after the next tenant transaction, even one of the package's own statements", async () => {
+    // The guard ends a transaction of the package's own statements with COMMIT alone, but only
+    // when nothing else ran on the connection since its last cleanup: here something did.
+    await withTenant(db, w.b.tenantId, (tx) => getUser(tx, { userId: w.b.userId }));
+    await sql.raw('create temp table users (id uuid, email text)').execute(db);
+    const user = await withTenant(db, w.b.tenantId, (tx) => getUser(tx, { userId: w.b.userId }));
+    expect(user.email).toMatch(/@example\.com$/);
+    const temp = await withTenant(db, w.b.tenantId, (tx) =>
+      sql<{ n: number }>`select count(*)::int as n from pg_class where relpersistence = 't'`.execute(tx));
+    expect(temp.rows[0]!.n).toBe(0);
+  });
+
+  it.runIf(onServer)("a transaction of only the package's own statements ends with COMMIT alone; any other statement brings the cleanup back", async () => {
+    // What reaches the driver, on a pool of one opened while it is watched.
+    const sent: string[] = [];
+    const query = pg.Client.prototype.query;
+    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+      const a = args[0] as string | { text?: string };
+      sent.push(typeof a === 'string' ? a : (a.text ?? ''));
+      return (query as (...a: unknown[]) => unknown).apply(this, args);
+    } as typeof query;
+    const one = login!.open(1);
+    const ends = async (fn: () => Promise<unknown>) => {
+      sent.length = 0;
+      await fn();
+      const last = sent.at(-1)!;
+      return last === 'commit' ? 'commit alone' : last.startsWith('commit; close all;') ? 'commit and cleanup' : last;
+    };
+    try {
+      const lookup = () => withTenant(one, w.b.tenantId, (tx) => getUser(tx, { userId: w.b.userId }));
+      expect(await ends(lookup)).toBe('commit and cleanup'); // the connection's first
+      expect(await ends(lookup)).toBe('commit alone');
+      expect(await ends(() => withTenant(one, w.b.tenantId, (tx) => sql`select 1`.execute(tx)))).toBe('commit and cleanup');
+      expect(await ends(lookup)).toBe('commit alone');
+      await sql`select 1`.execute(one); // outside withTenant
+      expect(await ends(lookup)).toBe('commit and cleanup');
+      expect(await ends(lookup)).toBe('commit alone');
+    } finally {
+      pg.Client.prototype.query = query;
+      await one.destroy();
+    }
+  });
+
   it.runIf(onServer)('`deallocate all` by A: the connection is discarded, and B works', async () => {
     const pidOf = (k: Kysely<DB>, tenantId: string) =>
       withTenant(k, tenantId, (tx) => sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(tx)).then((r) => r.rows[0]!.pid);
