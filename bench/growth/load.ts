@@ -160,6 +160,9 @@ async function growUsage(bare: BareClient, world: World, g: GrowthTenant, add: n
       await q(`alter table usage disable trigger usage_roll_up`);
       await q(
         `with ins as (
+           -- usage_agent_id_fkey is (agent_scope, agent_id) -> agents (scope, id) MATCH FULL (migration
+           -- 0011): an agent_id without its scope is refused ("MATCH FULL does not allow mixing of
+           -- null and nonnull key values"), so the scope (this tenant: tenant-wide agents) goes with it.
            insert into usage (tenant_id, user_id, model_id, agent_id, agent_scope, type, input_tokens, output_tokens, cost, created_at)
            select $1, x.user_id, x.model_id, x.agent_id, case when x.agent_id is not null then $1::uuid end, 'chat', x.input_tokens, x.output_tokens,
                   (x.input_tokens * md.cost_1k_input + x.output_tokens * md.cost_1k_output) * 0.001, x.created_at
