@@ -345,7 +345,7 @@ async function loadUsageHistory(bare: BareClient, modelIds: number[], seed: numb
  * binary form, one Buffer parameter per row of a multi-row VALUES (node-postgres sends Buffers in
  * binary format; the server decodes them with vector_recv, no printing or parsing of numbers).
  */
-async function loadVectors(
+export async function loadVectors(
   bare: BareClient,
   settings: Settings,
   tenants: TenantInfo[],

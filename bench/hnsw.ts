@@ -60,8 +60,9 @@ export async function buildHnsw(
   } finally {
     polling = false;
   }
-  await poll;
+  // Taken before waiting for the poller, which sleeps 5 s between looks: the build's own time.
   const seconds = (performance.now() - started) / 1000;
+  await poll;
   await bare.query(`reset maintenance_work_mem`);
   const rebuilt = await indexDefinition(bare);
   const [size] = await bare.query<{ bytes: string }>(`select pg_relation_size($1)::text as bytes`, [HNSW_INDEX]);

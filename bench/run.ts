@@ -1,5 +1,6 @@
 /**
  * npm run bench [-- --quick] [--embedded] [--vectors N] [--only LIST] [--keep] [--seed N]
+ * npm run bench -- --growth [--quick]
  *
  * Builds a synthetic multi-tenant world in a database of its own (on the server of DATABASE_URL,
  * default postgres://postgres@127.0.0.1:5432/postgres, created and dropped; or embedded PGlite in
@@ -14,11 +15,16 @@
  *   --keep         do not drop the server database at the end (prints its URL), for profiling
  *   --after-migrate FILE   run this SQL script as the owner right after the migrations (before the
  *                  load): measures a proposed migration without touching migrations/
+ *   --growth       a mode of its own (bench/growth/): one tenant grown 10k → 100k → 1M rows and
+ *                  10k → 100k → 300k chunks, the calls measured at each size; the growth table and
+ *                  goals, bench/results/growth-server.json and .svg. With --quick: 1k → 5k → 20k
+ *                  rows, 2k → 5k → 10k chunks (growth-server-quick.*). Server only.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEFAULT_DATABASE_URL, describeDatabase, describeMachine, openEmbedded, openServer, redact, type Backend } from './backend.ts';
 import { loadWorld } from './data.ts';
+import { runGrowth } from './growth/run.ts';
 import { buildHnsw, dropHnsw } from './hnsw.ts';
 import { say } from './progress.ts';
 import { formatReport, readServerReport, resultsPath, writeReport, type Report, type Result } from './report.ts';
@@ -40,11 +46,33 @@ const { values } = parseArgs({
     keep: { type: 'boolean', default: false },
     seed: { type: 'string' },
     'after-migrate': { type: 'string' },
+    growth: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (values.help) {
   console.log('usage: npm run bench -- [--quick] [--embedded] [--vectors N] [--only migrate,lookups,ingest,search,usage] [--keep] [--seed N] [--after-migrate FILE]');
+  console.log('       npm run bench -- --growth [--quick] [--seed N]');
+  process.exit(0);
+}
+if (values.growth) {
+  // Its own mode: none of the groups above run. A million rows and 300,000 vectors of 1536-d are
+  // too much for PGlite in memory (one WASM process); the ladder needs the server.
+  if (values.embedded) {
+    console.error('--growth runs on the server only: a million rows and 300,000 1536-d vectors do not fit PGlite in memory (unset --embedded; DATABASE_URL picks the server)');
+    process.exit(2);
+  }
+  for (const option of ['only', 'vectors', 'after-migrate'] as const) {
+    if (values[option] !== undefined) {
+      console.error(`--growth takes no --${option}: its sizes are the ladder of bench/growth/settings.ts`);
+      process.exit(2);
+    }
+  }
+  if (values.keep) {
+    console.error('--growth takes no --keep: its database is always dropped at the end');
+    process.exit(2);
+  }
+  await runGrowth({ quick: values.quick, seed: values.seed === undefined ? undefined : Number(values.seed), url: process.env.DATABASE_URL?.trim() || undefined });
   process.exit(0);
 }
 const only = new Set((values.only ?? GROUPS.join(',')).split(',').map((g) => g.trim()));
