@@ -15,7 +15,13 @@
  * Runs on the server of DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres) in a
  * database of its own, created, migrated and dropped here.
  *
- *   node bench/transaction-shapes.ts [ROUNDS]
+ * `--hold`: a transaction with a transaction id stays open in the server's other database (the
+ * one of DATABASE_URL) while the shapes run, as a long report or a dump would. Every tenant
+ * transaction rewrites its connection's row of app.tenant_contexts; while the old transaction
+ * holds the horizon back, the row's old versions cannot be pruned, and each look-up of the tenant
+ * context walks them. The size of app.tenant_contexts is printed at the end.
+ *
+ *   node bench/transaction-shapes.ts [ROUNDS] [--hold]
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -34,7 +40,8 @@ import { getUser } from '../src/queries/users.ts';
 import { DEFAULT_DATABASE_URL, withDatabase } from './backend.ts';
 import { captureStatements } from './capture.ts';
 
-const rounds = Number(process.argv[2] ?? 8);
+const hold = process.argv.includes('--hold');
+const rounds = Number(process.argv.slice(2).find((a) => !a.startsWith('--')) ?? 8);
 const PER_ROUND = 500;
 
 const adminUrl = process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL;
@@ -102,6 +109,14 @@ try {
     { label: 'package, stand-in pool (no I/O)', pid: undefined, run: standInPackage(tenantId, userId) },
   ];
 
+  // The old transaction, elsewhere on the server (not in this database).
+  const holder = new pg.Client({ connectionString: adminUrl });
+  if (hold) {
+    await holder.connect();
+    closers.push(() => holder.end());
+    await holder.query('begin');
+    await holder.query('select txid_current()');
+  }
   const spent = variants.map(() => ({ server: 0, client: 0, wall: 0, n: 0 }));
   for (const v of variants) for (let i = 0; i < 200; i += 1) await v.run();
   for (let round = 0; round < rounds; round += 1) {
@@ -118,13 +133,19 @@ try {
       s.n += PER_ROUND;
     }
   }
-  console.log(`per transaction (one getUser lookup), ${rounds} rounds × ${PER_ROUND}, interleaved:`);
+  if (hold) await holder.query('commit');
+  const contexts = new pg.Client({ connectionString: url });
+  await contexts.connect();
+  const pages = (await contexts.query(`select pg_relation_size('app.tenant_contexts') / 8192 as pages`)).rows[0].pages as string;
+  await contexts.end();
+  console.log(`per transaction (one getUser lookup), ${rounds} rounds × ${PER_ROUND}, interleaved${hold ? ', a transaction held open in another database throughout' : ''}:`);
   console.log(`${'variant'.padEnd(34)}${'wall µs'.padStart(9)}${'client CPU µs'.padStart(15)}${'server CPU µs'.padStart(15)}`);
   for (const [index, v] of variants.entries()) {
     const s = spent[index]!;
     const server = v.pid === undefined ? '—' : ((s.server * 1000) / s.n).toFixed(0);
     console.log(`${v.label.padEnd(34)}${((s.wall * 1000) / s.n).toFixed(0).padStart(9)}${((s.client * 1000) / s.n).toFixed(0).padStart(15)}${server.padStart(15)}`);
   }
+  console.log(`app.tenant_contexts: ${pages} pages of 8 kB for ${variants.length - 2} connections' rows`);
 } catch (error) {
   console.error(error);
   process.exitCode = 1;
