@@ -29,17 +29,19 @@ export interface HnswBuild {
 
 /**
  * Builds the index with `definition` (from dropHnsw). `watcher`, a second connection (server only),
- * polls pg_stat_progress_create_index for progress lines.
+ * polls pg_stat_progress_create_index for progress lines. `index`: the name `definition` creates
+ * (default HNSW_INDEX; `--halfvec` builds a second index on a copy of the table with it).
  */
 export async function buildHnsw(
   bare: BareClient,
   definition: string,
-  options: { maintenanceWorkMem: string; rows: number; watcher?: BareClient | undefined },
+  options: { maintenanceWorkMem: string; rows: number; watcher?: BareClient | undefined; index?: string },
 ): Promise<HnswBuild> {
   const { maintenanceWorkMem, watcher } = options;
+  const index = options.index ?? HNSW_INDEX;
   await bare.query(`select set_config('maintenance_work_mem', $1, false)`, [maintenanceWorkMem]);
   const [workers] = await bare.query<{ w: string }>(`select current_setting('max_parallel_maintenance_workers') as w`);
-  say(`  building ${HNSW_INDEX} (maintenance_work_mem ${maintenanceWorkMem}, up to ${workers?.w} parallel workers)…`);
+  say(`  building ${index} (maintenance_work_mem ${maintenanceWorkMem}, up to ${workers?.w} parallel workers)…`);
   const started = performance.now();
   let polling = watcher !== undefined;
   const poll = (async () => {
@@ -64,9 +66,9 @@ export async function buildHnsw(
   const seconds = (performance.now() - started) / 1000;
   await poll;
   await bare.query(`reset maintenance_work_mem`);
-  const rebuilt = await indexDefinition(bare);
-  const [size] = await bare.query<{ bytes: string }>(`select pg_relation_size($1)::text as bytes`, [HNSW_INDEX]);
-  say(`  built in ${seconds.toFixed(1)} s; definition ${rebuilt === definition ? 'equals' : 'DIFFERS FROM'} the migration's`);
+  const rebuilt = await indexDefinition(bare, index);
+  const [size] = await bare.query<{ bytes: string }>(`select pg_relation_size($1)::text as bytes`, [index]);
+  say(`  built in ${seconds.toFixed(1)} s; definition ${rebuilt === definition ? 'equals' : 'DIFFERS FROM'} ${index === HNSW_INDEX ? "the migration's" : 'the one given'}`);
   return {
     seconds,
     sizeMiB: Number(size?.bytes ?? 0) / 2 ** 20,
@@ -76,11 +78,11 @@ export async function buildHnsw(
   };
 }
 
-async function indexDefinition(bare: BareClient): Promise<string | undefined> {
+async function indexDefinition(bare: BareClient, index = HNSW_INDEX): Promise<string | undefined> {
   const [row] = await bare.query<{ def: string }>(
     `select pg_get_indexdef(c.oid) as def from pg_class c join pg_namespace n on n.oid = c.relnamespace
      where n.nspname = 'public' and c.relname = $1`,
-    [HNSW_INDEX],
+    [index],
   );
   return row?.def;
 }

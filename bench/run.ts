@@ -1,6 +1,7 @@
 /**
  * npm run bench [-- --quick] [--embedded] [--vectors N] [--only LIST] [--keep] [--seed N]
  * npm run bench -- --growth [--quick]
+ * npm run bench -- --halfvec [--quick]
  *
  * Builds a synthetic multi-tenant world in a database of its own (on the server of DATABASE_URL,
  * default postgres://postgres@127.0.0.1:5432/postgres, created and dropped; or embedded PGlite in
@@ -19,12 +20,18 @@
  *                  10k → 100k → 300k chunks, the calls measured at each size; the growth table and
  *                  goals, bench/results/growth-server.json and .svg. With --quick: 1k → 5k → 20k
  *                  rows, 2k → 5k → 10k chunks (growth-server-quick.*). Server only.
+ *   --halfvec      a mode of its own (bench/halfvec/): one tenant grown to 100k → 300k chunks, the
+ *                  same embeddings in vector(1536) and halfvec(1536) (a copy of the table), HNSW
+ *                  size and build time, heap size, recall@10 and interleaved p50/p95 of the
+ *                  search side by side, issue 18's verdicts; bench/results/halfvec-server.json.
+ *                  With --quick: 5k → 10k chunks (halfvec-server-quick.json). Server only.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEFAULT_DATABASE_URL, describeDatabase, describeMachine, openEmbedded, openServer, redact, type Backend } from './backend.ts';
 import { loadWorld } from './data.ts';
 import { runGrowth } from './growth/run.ts';
+import { runHalfvec } from './halfvec/run.ts';
 import { buildHnsw, dropHnsw } from './hnsw.ts';
 import { say } from './progress.ts';
 import { formatReport, readServerReport, resultsPath, writeReport, type Report, type Result } from './report.ts';
@@ -47,12 +54,37 @@ const { values } = parseArgs({
     seed: { type: 'string' },
     'after-migrate': { type: 'string' },
     growth: { type: 'boolean', default: false },
+    halfvec: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (values.help) {
   console.log('usage: npm run bench -- [--quick] [--embedded] [--vectors N] [--only migrate,lookups,ingest,search,usage] [--keep] [--seed N] [--after-migrate FILE]');
   console.log('       npm run bench -- --growth [--quick] [--seed N]');
+  console.log('       npm run bench -- --halfvec [--quick] [--seed N]');
+  process.exit(0);
+}
+if (values.growth && values.halfvec) {
+  console.error('--growth and --halfvec are modes of their own: run one, then the other');
+  process.exit(2);
+}
+if (values.halfvec) {
+  // Its own mode, like --growth: 300,000 1536-d vectors twice over do not fit PGlite in memory.
+  if (values.embedded) {
+    console.error('--halfvec runs on the server only: 300,000 1536-d vectors in two tables do not fit PGlite in memory (unset --embedded; DATABASE_URL picks the server)');
+    process.exit(2);
+  }
+  for (const option of ['only', 'vectors', 'after-migrate'] as const) {
+    if (values[option] !== undefined) {
+      console.error(`--halfvec takes no --${option}: its sizes are the ladder of bench/halfvec/settings.ts`);
+      process.exit(2);
+    }
+  }
+  if (values.keep) {
+    console.error('--halfvec takes no --keep: its database is always dropped at the end');
+    process.exit(2);
+  }
+  await runHalfvec({ quick: values.quick, seed: values.seed === undefined ? undefined : Number(values.seed), url: process.env.DATABASE_URL?.trim() || undefined });
   process.exit(0);
 }
 if (values.growth) {
