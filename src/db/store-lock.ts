@@ -111,6 +111,10 @@ function takeOver(dir: string, file: string, stale: LockRecord, mine: LockRecord
   if (!createExclusive(dir, marker, mine)) {
     const taker = readRecord(dir, marker);
     if (taker === undefined) return false; // that takeover just finished
+    // A marker's holder wins only while the lock is still the stale one: a taker that made its
+    // marker after another had replaced the lock finds it changed and gives up. Name the real
+    // holder then, not that taker (seen in CI: a loser named another loser).
+    if (readRecord(dir, file)?.token !== stale.token) return false;
     refuseIfAlive(dir, marker, taker);
     // The taker died between creating the marker and removing it: take the marker over first.
     if (depth >= MAX_TAKEOVER_DEPTH) throw new StoreOpenError(dir, `stale takeover markers ${marker}…: delete them`);
