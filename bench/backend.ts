@@ -108,6 +108,36 @@ export async function openServer(options: { url?: string | undefined; poolMax: n
   };
 }
 
+/** The progress line that names the server a run uses (DATABASE_URL, or the default when unset). */
+export function serverTarget(url: string | undefined): string {
+  return url === undefined
+    ? `backend: PostgreSQL server — DATABASE_URL is not set, using the default ${DEFAULT_DATABASE_URL}`
+    : `backend: PostgreSQL server of DATABASE_URL ${redact(url)}`;
+}
+
+/**
+ * Opens a server database of its own for a mode that must not leave it behind (--growth,
+ * --halfvec): Ctrl-C or SIGTERM drops it before exiting; `close` removes those handlers and drops it.
+ */
+export async function openServerDroppedOnSignal(options: { url: string | undefined; poolMax: number }, say: (line: string) => void): Promise<{ backend: Backend; close: () => Promise<void> }> {
+  say(serverTarget(options.url));
+  const backend = await openServer(options);
+  const onSignal = (signal: NodeJS.Signals) => {
+    say(`${signal}: dropping the bench database…`);
+    backend.close().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return {
+    backend,
+    close: async () => {
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+      await backend.close();
+    },
+  };
+}
+
 /** Opens PGlite with pgvector in memory. */
 export async function openEmbedded(): Promise<Backend> {
   const pglite = await PGlite.create('memory://', { extensions: { vector } });

@@ -9,9 +9,6 @@
  *   node --cpu-prof --cpu-prof-interval 50 --cpu-prof-dir /tmp/prof bench/profile-loop.ts package getUser 4000
  *   node --cpu-prof --cpu-prof-interval 50 --cpu-prof-dir /tmp/prof bench/profile-loop.ts floor getUser 4000
  */
-import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { postgresConfig } from '../src/db/config.ts';
 import { createDb } from '../src/db/create-db.ts';
 import { withTenant } from '../src/db/tenant.ts';
@@ -20,8 +17,9 @@ import { listConversations } from '../src/queries/conversations.ts';
 import { appendMessage, listMessages } from '../src/queries/messages.ts';
 import { recordUsage } from '../src/queries/usage.ts';
 import { getUser } from '../src/queries/users.ts';
-import { DEFAULT_DATABASE_URL, serverClient, withDatabase } from './backend.ts';
+import { serverClient } from './backend.ts';
 import { captureStatements } from './capture.ts';
+import { openScratchDatabase } from './scratch-db.ts';
 
 const WARMUP = 500;
 const [variant, lookup, count] = process.argv.slice(2);
@@ -32,25 +30,9 @@ if ((variant !== 'package' && variant !== 'floor') || !lookups.includes(lookup a
   process.exit(2);
 }
 
-const adminUrl = process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL;
-const name = `bench_profile_${randomBytes(4).toString('hex')}`;
-const admin = new pg.Client({ connectionString: adminUrl });
-await admin.connect();
-await admin.query(`create database ${name}`);
-const url = withDatabase(adminUrl, name);
+const scratch = await openScratchDatabase('profile');
+const { url, tenantId, userId, setup } = scratch;
 try {
-  // The CLI, as an operator runs it (in this process, the migrator's lock connection ends with an error event).
-  execFileSync(process.execPath, ['src/cli/database.ts', 'migrate'], { env: { ...process.env, DATABASE_URL: url }, stdio: 'ignore' });
-  const setup = new pg.Client({ connectionString: url });
-  await setup.connect();
-  const tenantId = (await setup.query(`insert into tenants (name, slug) values ('profile', 'profile') returning id`)).rows[0].id as string;
-  const userId = (
-    await setup.query(
-      `with r as (insert into roles (name) values ('profile') returning id)
-       insert into users (tenant_id, email, role_id) select $1, 'p@example.com', r.id from r returning id`,
-      [tenantId],
-    )
-  ).rows[0].id as string;
   const conversation = (
     await setup.query(`insert into conversations (tenant_id, user_id, title) values ($1, $2, 'profile') returning id`, [tenantId, userId])
   ).rows[0] as { id: string };
@@ -63,7 +45,6 @@ try {
     )
   ).rows[0].id as number;
   await setup.query(`update users set budget = 1000000000, remaining = 1000000000 where id = $1`, [userId]);
-  await setup.end();
 
   const db = createDb(postgresConfig({ connectionString: url, poolMax: 1 }));
   for (let i = 0; i < 10; i += 1) {
@@ -102,6 +83,5 @@ try {
   console.error(error);
   process.exitCode = 1;
 } finally {
-  await admin.query(`drop database if exists ${name} with (force)`);
-  await admin.end();
+  await scratch.drop();
 }

@@ -38,8 +38,8 @@ export interface Result {
   goals?: Goal[];
 }
 
-/** The results file of a run. */
-export interface Report {
+/** What every results file starts with (the main run's, --growth's, --halfvec's): where and how it ran. */
+export interface RunHeader {
   backend: 'server' | 'embedded';
   mode: 'full' | 'quick';
   startedAt: string;
@@ -49,6 +49,10 @@ export interface Report {
   versions: Record<string, string>;
   databaseSettings: Record<string, string>;
   machine: Record<string, string | number>;
+}
+
+/** The results file of a run. */
+export interface Report extends RunHeader {
   load: Record<string, unknown>;
   results: Result[];
   comparison?: { file: string; startedAt: string; mode: string; bigTenantVectors: unknown };

@@ -28,7 +28,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { DEFAULT_DATABASE_URL, describeDatabase, describeMachine, openEmbedded, openServer, redact, type Backend } from './backend.ts';
+import { describeDatabase, describeMachine, openEmbedded, openServer, redact, serverTarget, type Backend } from './backend.ts';
 import { loadWorld } from './data.ts';
 import { runGrowth } from './growth/run.ts';
 import { runHalfvec } from './halfvec/run.ts';
@@ -68,43 +68,29 @@ if (values.growth && values.halfvec) {
   console.error('--growth and --halfvec are modes of their own: run one, then the other');
   process.exit(2);
 }
-if (values.halfvec) {
-  // Its own mode, like --growth: 300,000 1536-d vectors twice over do not fit PGlite in memory.
+// The modes of their own: none of the groups run. Their sizes (a million rows, 300,000 1536-d
+// vectors, twice over for --halfvec) do not fit PGlite in memory (one WASM process).
+const MODES = [
+  { flag: 'growth', on: values.growth, what: 'a million rows and 300,000 1536-d vectors', run: runGrowth },
+  { flag: 'halfvec', on: values.halfvec, what: '300,000 1536-d vectors in two tables', run: runHalfvec },
+] as const;
+for (const mode of MODES) {
+  if (!mode.on) continue;
   if (values.embedded) {
-    console.error('--halfvec runs on the server only: 300,000 1536-d vectors in two tables do not fit PGlite in memory (unset --embedded; DATABASE_URL picks the server)');
+    console.error(`--${mode.flag} runs on the server only: ${mode.what} do not fit PGlite in memory (unset --embedded; DATABASE_URL picks the server)`);
     process.exit(2);
   }
   for (const option of ['only', 'vectors', 'after-migrate'] as const) {
     if (values[option] !== undefined) {
-      console.error(`--halfvec takes no --${option}: its sizes are the ladder of bench/halfvec/settings.ts`);
+      console.error(`--${mode.flag} takes no --${option}: its sizes are the ladder of bench/${mode.flag}/settings.ts`);
       process.exit(2);
     }
   }
   if (values.keep) {
-    console.error('--halfvec takes no --keep: its database is always dropped at the end');
+    console.error(`--${mode.flag} takes no --keep: its database is always dropped at the end`);
     process.exit(2);
   }
-  await runHalfvec({ quick: values.quick, seed: values.seed === undefined ? undefined : Number(values.seed), url: process.env.DATABASE_URL?.trim() || undefined });
-  process.exit(0);
-}
-if (values.growth) {
-  // Its own mode: none of the groups above run. A million rows and 300,000 vectors of 1536-d are
-  // too much for PGlite in memory (one WASM process); the ladder needs the server.
-  if (values.embedded) {
-    console.error('--growth runs on the server only: a million rows and 300,000 1536-d vectors do not fit PGlite in memory (unset --embedded; DATABASE_URL picks the server)');
-    process.exit(2);
-  }
-  for (const option of ['only', 'vectors', 'after-migrate'] as const) {
-    if (values[option] !== undefined) {
-      console.error(`--growth takes no --${option}: its sizes are the ladder of bench/growth/settings.ts`);
-      process.exit(2);
-    }
-  }
-  if (values.keep) {
-    console.error('--growth takes no --keep: its database is always dropped at the end');
-    process.exit(2);
-  }
-  await runGrowth({ quick: values.quick, seed: values.seed === undefined ? undefined : Number(values.seed), url: process.env.DATABASE_URL?.trim() || undefined });
+  await mode.run({ quick: values.quick, seed: values.seed === undefined ? undefined : Number(values.seed), url: process.env.DATABASE_URL?.trim() || undefined });
   process.exit(0);
 }
 const only = new Set((values.only ?? GROUPS.join(',')).split(',').map((g) => g.trim()));
@@ -124,11 +110,7 @@ if (values.embedded) {
   say('backend: embedded PGlite (memory://)');
   backend = await openEmbedded();
 } else {
-  say(
-    url === undefined
-      ? `backend: PostgreSQL server — DATABASE_URL is not set, using the default ${DEFAULT_DATABASE_URL}`
-      : `backend: PostgreSQL server of DATABASE_URL ${redact(url)}`,
-  );
+  say(serverTarget(url));
   backend = await openServer({ url, poolMax: 10 });
 }
 say(`${settings.mode} run: ${settings.bigTenantVectors.toLocaleString('en-US')} vectors in the big tenant; ${backend.where}`);

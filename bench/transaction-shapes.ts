@@ -23,8 +23,6 @@
  *
  *   node bench/transaction-shapes.ts [ROUNDS] [--hold]
  */
-import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
@@ -37,33 +35,17 @@ import { beginAndEnterSql, CLEANUP_SQL, ConnectionContext, ENTER_CONTEXT_SQL, OP
 import { withTenant } from '../src/db/tenant.ts';
 import { VectorPlugin } from '../src/db/vector.ts';
 import { getUser } from '../src/queries/users.ts';
-import { DEFAULT_DATABASE_URL, withDatabase } from './backend.ts';
 import { captureStatements } from './capture.ts';
+import { openScratchDatabase } from './scratch-db.ts';
 
 const hold = process.argv.includes('--hold');
 const rounds = Number(process.argv.slice(2).find((a) => !a.startsWith('--')) ?? 8);
 const PER_ROUND = 500;
 
-const adminUrl = process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL;
-const name = `bench_shapes_${randomBytes(4).toString('hex')}`;
-const admin = new pg.Client({ connectionString: adminUrl });
-await admin.connect();
-await admin.query(`create database ${name}`);
-const url = withDatabase(adminUrl, name);
+const scratch = await openScratchDatabase('shapes');
+const { adminUrl, url, tenantId, userId } = scratch;
 const closers: (() => Promise<unknown>)[] = [];
 try {
-  execFileSync(process.execPath, ['src/cli/database.ts', 'migrate'], { env: { ...process.env, DATABASE_URL: url }, stdio: 'ignore' });
-  const setup = new pg.Client({ connectionString: url });
-  await setup.connect();
-  const tenantId = (await setup.query(`insert into tenants (name, slug) values ('shapes', 'shapes') returning id`)).rows[0].id as string;
-  const userId = (
-    await setup.query(
-      `with r as (insert into roles (name) values ('shapes') returning id)
-       insert into users (tenant_id, email, role_id) select $1, 's@example.com', r.id from r returning id`,
-      [tenantId],
-    )
-  ).rows[0].id as string;
-  await setup.end();
 
   const db = createDb(postgresConfig({ connectionString: url, poolMax: 1 }));
   closers.push(() => db.destroy());
@@ -151,8 +133,7 @@ try {
   process.exitCode = 1;
 } finally {
   for (const close of closers) await close().catch(() => {});
-  await admin.query(`drop database if exists ${name} with (force)`);
-  await admin.end();
+  await scratch.drop();
 }
 
 /** utime + stime of a backend, in clock ticks (USER_HZ 100: 10 ms each). */

@@ -7,7 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { logLogChart, shortNumber } from '../chart.ts';
-import type { Goal } from '../report.ts';
+import type { Goal, RunHeader } from '../report.ts';
 import { GROWTH_CALLS, type GrowthCallId, type SizeMeasure } from './calls.ts';
 import type { StepSeconds } from './load.ts';
 import type { GrowthStep } from './settings.ts';
@@ -26,16 +26,8 @@ export interface GrowthPoint {
 }
 
 /** The results file of a growth run. */
-export interface GrowthReport {
+export interface GrowthReport extends RunHeader {
   backend: 'server';
-  mode: 'full' | 'quick';
-  startedAt: string;
-  seconds: number;
-  where: string;
-  settings: Record<string, unknown>;
-  versions: Record<string, string>;
-  databaseSettings: Record<string, string>;
-  machine: Record<string, string | number>;
   points: GrowthPoint[];
   goals: Goal[];
 }

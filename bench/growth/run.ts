@@ -12,7 +12,7 @@
  * bench), so the 200,000 chunks of the last step would take ~20 minutes, against a few minutes
  * for a build of the whole table with maintenance_work_mem large enough for the graph.
  */
-import { DEFAULT_DATABASE_URL, describeDatabase, describeMachine, openServer, redact } from '../backend.ts';
+import { describeDatabase, describeMachine, openServerDroppedOnSignal } from '../backend.ts';
 import { loadWorld } from '../data.ts';
 import { buildHnsw, dropHnsw, HNSW_INDEX } from '../hnsw.ts';
 import { say } from '../progress.ts';
@@ -28,18 +28,7 @@ export async function runGrowth(options: { quick: boolean; seed?: number | undef
   const s = growthSettings(options);
   const started = performance.now();
   const startedAt = new Date().toISOString();
-  say(
-    options.url === undefined
-      ? `backend: PostgreSQL server — DATABASE_URL is not set, using the default ${DEFAULT_DATABASE_URL}`
-      : `backend: PostgreSQL server of DATABASE_URL ${redact(options.url)}`,
-  );
-  const backend = await openServer({ url: options.url, poolMax: 4 });
-  const closeOnSignal = (signal: NodeJS.Signals) => {
-    say(`${signal}: dropping the bench database…`);
-    backend.close().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', closeOnSignal);
-  process.once('SIGTERM', closeOnSignal);
+  const { backend, close } = await openServerDroppedOnSignal({ url: options.url, poolMax: 4 }, say);
   const ladder = s.steps.map((st) => `${st.rows.toLocaleString('en-US')} rows / ${st.chunks.toLocaleString('en-US')} chunks`).join(' → ');
   say(`growth ${s.mode} run: ${ladder}; ${backend.where}`);
   try {
@@ -106,8 +95,6 @@ export async function runGrowth(options: { quick: boolean; seed?: number | undef
     console.log('');
     console.log(`results written to ${paths.json} and ${paths.svg}`);
   } finally {
-    process.removeListener('SIGINT', closeOnSignal);
-    process.removeListener('SIGTERM', closeOnSignal);
-    await backend.close();
+    await close();
   }
 }

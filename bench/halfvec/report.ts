@@ -7,7 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { HnswBuild } from '../hnsw.ts';
-import type { Goal } from '../report.ts';
+import type { Goal, RunHeader } from '../report.ts';
 import type { SearchMeasure } from './measure.ts';
 
 /** Bytes, rows and seconds of both tables at one size. */
@@ -22,16 +22,8 @@ export interface HalfvecPoint {
 }
 
 /** The results file of a halfvec run. */
-export interface HalfvecReport {
+export interface HalfvecReport extends RunHeader {
   backend: 'server';
-  mode: 'full' | 'quick';
-  startedAt: string;
-  seconds: number;
-  where: string;
-  settings: Record<string, unknown>;
-  versions: Record<string, string>;
-  databaseSettings: Record<string, string>;
-  machine: Record<string, string | number>;
   points: HalfvecPoint[];
   verdicts: Goal[];
   adopt: boolean;

@@ -11,7 +11,7 @@
  * search over each table (measure.ts). Prints the table and the verdicts, writes
  * bench/results/halfvec-server.json (report.ts).
  */
-import { DEFAULT_DATABASE_URL, describeDatabase, describeMachine, openServer, redact } from '../backend.ts';
+import { describeDatabase, describeMachine, openServerDroppedOnSignal } from '../backend.ts';
 import { loadWorld } from '../data.ts';
 import { growthQueries } from '../growth/calls.ts';
 import { createGrowthTenant, growTo } from '../growth/load.ts';
@@ -28,18 +28,7 @@ export async function runHalfvec(options: { quick: boolean; seed?: number | unde
   const s = halfvecSettings(options);
   const started = performance.now();
   const startedAt = new Date().toISOString();
-  say(
-    options.url === undefined
-      ? `backend: PostgreSQL server — DATABASE_URL is not set, using the default ${DEFAULT_DATABASE_URL}`
-      : `backend: PostgreSQL server of DATABASE_URL ${redact(options.url)}`,
-  );
-  const backend = await openServer({ url: options.url, poolMax: 2 });
-  const closeOnSignal = (signal: NodeJS.Signals) => {
-    say(`${signal}: dropping the bench database…`);
-    backend.close().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', closeOnSignal);
-  process.once('SIGTERM', closeOnSignal);
+  const { backend, close } = await openServerDroppedOnSignal({ url: options.url, poolMax: 2 }, say);
   say(`halfvec ${s.mode} run: ${s.steps.map((c) => c.toLocaleString('en-US')).join(' → ')} chunks in one tenant; ${backend.where}`);
   try {
     await migrateScenario(backend);
@@ -106,8 +95,6 @@ export async function runHalfvec(options: { quick: boolean; seed?: number | unde
     console.log('');
     console.log(`results written to ${path}`);
   } finally {
-    process.removeListener('SIGINT', closeOnSignal);
-    process.removeListener('SIGTERM', closeOnSignal);
-    await backend.close();
+    await close();
   }
 }

@@ -35,6 +35,22 @@ beforeAll(async () => {
 });
 afterAll(() => t?.close());
 
+/** A global agent and a message of tenant a's first user, for a charge to name. */
+async function agentAndMessage(name: string): Promise<{ agentId: string; messageId: string }> {
+  const agent = await t.db.insertInto('agents').values({ tenantId: null, modelId: model, name }).returning('id').executeTakeFirstOrThrow();
+  const conversation = await t.db
+    .insertInto('conversations')
+    .values({ tenantId: a.tenantId, userId: a.userId, title: name })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  const message = await t.db
+    .insertInto('messages')
+    .values({ tenantId: a.tenantId, conversationId: conversation.id, role: 'assistant', content: JSON.stringify({ text: 'hi' }) })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return { agentId: agent.id, messageId: message.id };
+}
+
 /** One charge of exactly 0.1 on the `dime` model. */
 function dimeCall(userId: string, extra: Partial<RecordUsageParams> = {}): RecordUsageParams {
   return { userId, modelId: dime, type: 'chat', inputTokens: 1000, outputTokens: 0, ...extra };
@@ -142,43 +158,21 @@ describe('recordUsage', () => {
   });
 
   it('links the agent (global or own) and the message of the call', async () => {
-    const agent = await t.db.insertInto('agents').values({ tenantId: null, modelId: model, name: 'Global helper' }).returning('id').executeTakeFirstOrThrow();
-    const conversation = await t.db
-      .insertInto('conversations')
-      .values({ tenantId: a.tenantId, userId: a.userId, title: 'usage' })
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    const message = await t.db
-      .insertInto('messages')
-      .values({ tenantId: a.tenantId, conversationId: conversation.id, role: 'assistant', content: JSON.stringify({ text: 'hi' }) })
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    const usage = await withTenant(t.db, a.tenantId, (tx) =>
-      recordUsage(tx, { ...dimeCall(a.userId), agentId: agent.id, messageId: message.id, type: 'title' }),
-    );
-    expect(usage).toMatchObject({ agentId: agent.id, messageId: message.id, type: 'title', cost: '0.1' });
+    const { agentId, messageId } = await agentAndMessage('Global helper');
+    const usage = await withTenant(t.db, a.tenantId, (tx) => recordUsage(tx, { ...dimeCall(a.userId), agentId, messageId, type: 'title' }));
+    expect(usage).toMatchObject({ agentId, messageId, type: 'title', cost: '0.1' });
   });
 
   it('returns the row as stored, also when the ids were given in upper case', async () => {
     // The statement sends back only what the server decides (id, cost, instant); the rest comes
     // from the call, and must be what a read of the row gives.
-    const agent = await t.db.insertInto('agents').values({ tenantId: null, modelId: model, name: 'Upper-case helper' }).returning('id').executeTakeFirstOrThrow();
-    const conversation = await t.db
-      .insertInto('conversations')
-      .values({ tenantId: a.tenantId, userId: a.userId, title: 'upper' })
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    const message = await t.db
-      .insertInto('messages')
-      .values({ tenantId: a.tenantId, conversationId: conversation.id, role: 'assistant', content: JSON.stringify({ text: 'hi' }) })
-      .returning('id')
-      .executeTakeFirstOrThrow();
+    const { agentId, messageId } = await agentAndMessage('Upper-case helper');
     const usage = await withTenant(t.db, a.tenantId, (tx) =>
       recordUsage(tx, {
         userId: a.userId.toUpperCase(),
         modelId: cached,
-        agentId: agent.id.toUpperCase(),
-        messageId: message.id.toUpperCase(),
+        agentId: agentId.toUpperCase(),
+        messageId: messageId.toUpperCase(),
         type: 'tool: ünïcode ✓',
         inputTokens: 7,
         outputTokens: 11,
