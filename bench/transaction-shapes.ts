@@ -16,10 +16,11 @@
  * database of its own, created, migrated and dropped here.
  *
  * `--hold`: a transaction with a transaction id stays open in the server's other database (the
- * one of DATABASE_URL) while the shapes run, as a long report or a dump would. Every tenant
- * transaction rewrites its connection's row of app.tenant_contexts; while the old transaction
- * holds the horizon back, the row's old versions cannot be pruned, and each look-up of the tenant
- * context walks them. The size of app.tenant_contexts is printed at the end.
+ * one of DATABASE_URL) while the shapes run, as a long report or a dump would. Until migration
+ * 0024 every tenant transaction rewrote its connection's row of app.tenant_contexts; while the old
+ * transaction held the horizon back, the row's old versions could not be pruned, and each look-up
+ * of the tenant context walked them (174 pages after 6,000 transactions). Now entering writes no
+ * row; the size of app.tenant_contexts is printed at the end to show it.
  *
  *   node bench/transaction-shapes.ts [ROUNDS] [--hold]
  */

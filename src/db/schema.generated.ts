@@ -72,12 +72,15 @@ export interface AppSeedRows {
 
 export interface AppTenantContexts {
   backendStart: Timestamp;
-  counter: Generated<Int8>;
+  counterSeq: string;
   keyInner: Buffer;
   keyOuter: Buffer;
   pid: number;
-  tenantId: string | null;
-  xactStart: Timestamp | null;
+}
+
+export interface AppTenantTokenKeys {
+  id: Generated<number>;
+  key: Buffer;
 }
 
 export interface BudgetAlerts {
@@ -403,6 +406,7 @@ export interface DB {
   agentTools: AgentTools;
   "app.seedRows": AppSeedRows;
   "app.tenantContexts": AppTenantContexts;
+  "app.tenantTokenKeys": AppTenantTokenKeys;
   budgetAlerts: BudgetAlerts;
   budgetHolds: BudgetHolds;
   conversations: Conversations;

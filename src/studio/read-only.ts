@@ -25,8 +25,8 @@ export async function readOnly<T>(db: Kysely<DB>, fn: (tx: Transaction<DB>) => P
  * Runs `fn` through `withTenant(db, tenantId, …, { role })`, so that row-level security and the
  * role's grants show exactly what that service sees of the tenant, and makes the transaction
  * read-only as its first statement of `fn`. (Not before: entering the signed tenant context
- * records the tenant in app.tenant_contexts, a write; PostgreSQL lets a transaction turn
- * read-only at any point, never back.) `fn` must not catch SQL errors: a failed statement aborts
+ * uses up the connection's counter with setval(), which a read-only transaction may not call;
+ * PostgreSQL lets a transaction turn read-only at any point, never back.) `fn` must not catch SQL errors: a failed statement aborts
  * the transaction, and withTenant must see the error to roll back.
  */
 export async function readOnlyAsTenant<T>(

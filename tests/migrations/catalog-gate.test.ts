@@ -511,17 +511,14 @@ describe('functions', () => {
     expect(problems).toEqual([]);
   });
 
-  it('app.current_tenant_id() is STABLE (one call per statement in the policies\' initplans) and reads the signed context', async () => {
+  it('app.current_tenant_id() is STABLE (one call per statement in the policies\' initplans) and verifies the signed token', async () => {
     const fn = await rows(sql`
       select p.provolatile as volatility, p.prosecdef as security_definer, pg_get_function_result(p.oid) as result,
-             p.prosrc ~ 'app\.tenant_contexts' as reads_signed_context, p.prosrc ~ 'current_setting' as reads_a_setting
+             p.prosrc ~ 'app\.tenant_token_keys' as reads_the_token_key, p.prosrc ~ 'current_setting' as reads_a_setting
       from pg_proc p where p.oid = 'app.current_tenant_id()'::regprocedure`);
-    // SECURITY DEFINER: it reads app.tenant_contexts, which no app role may read. On Citus it
-    // verifies the signed token instead, a setting any SQL can write but not forge (0020).
-    const onCitusHere = onCitus && (await rows<{ n: number }>(sql`select count(*)::int as n from pg_extension where extname = 'citus'`))[0]!.n === 1;
-    expect(fn).toEqual([
-      { volatility: 's', security_definer: true, result: 'uuid', reads_signed_context: !onCitusHere, reads_a_setting: onCitusHere },
-    ]);
+    // SECURITY DEFINER: it reads app.tenant_token_keys, which no app role may read, to verify the
+    // transaction's token, a setting any SQL can write but not forge (0024; on Citus 0020).
+    expect(fn).toEqual([{ volatility: 's', security_definer: true, result: 'uuid', reads_the_token_key: true, reads_a_setting: true }]);
   });
 });
 
