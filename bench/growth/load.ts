@@ -143,16 +143,16 @@ async function growConversations(bare: BareClient, g: GrowthTenant, add: number,
 }
 
 /**
- * Adds `add` usage rows. usage_roll_up (migration 0021) would upsert one bucket per row; instead,
- * in one transaction, the trigger is disabled, the rows inserted, their sums added to
- * usage_rollups with the trigger's own key (tenant, UTC day of created_at, user, model, agent;
- * NULLS NOT DISTINCT) and arithmetic (insert … on conflict do update adding cost, tokens, calls),
+ * Adds `add` usage rows. usage_roll_up (migrations 0021, 0025) would upsert two buckets per row;
+ * instead, in one transaction, the trigger is disabled, the rows inserted, their sums added to
+ * usage_rollups and usage_day_rollups with the trigger's own keys (tenant, UTC day of created_at,
+ * user or stripe, model, agent; NULLS NOT DISTINCT) and arithmetic (insert … on conflict do update adding cost, tokens, calls),
  * and the trigger enabled again: the same rollups, exact when the transaction commits (checked by
  * checkRollups). ALTER TABLE … DISABLE TRIGGER is transactional: a failure leaves it enabled.
  */
 async function growUsage(bare: BareClient, world: World, g: GrowthTenant, add: number): Promise<void> {
   if (add <= 0) return;
-  const bar = progress('growing tenant: usage (+ usage_rollups)', add, 'rows');
+  const bar = progress('growing tenant: usage (+ both rollups)', add, 'rows');
   for (let done = 0; done < add; ) {
     const n = Math.min(USAGE_BATCH, add - done);
     await bare.transaction(async (q) => {
@@ -176,11 +176,20 @@ async function growUsage(bare: BareClient, world: World, g: GrowthTenant, add: n
            ) x join models md on md.id = x.model_id
            returning tenant_id, user_id, model_id, agent_id, cost, input_tokens, output_tokens, created_at
          )
-         insert into usage_rollups as r (tenant_id, day, user_id, model_id, agent_id, cost, input_tokens, output_tokens, calls)
-         select tenant_id, (created_at at time zone 'UTC')::date, user_id, model_id, agent_id,
+         , per_user as (
+           insert into usage_rollups as r (tenant_id, day, user_id, model_id, agent_id, cost, input_tokens, output_tokens, calls)
+           select tenant_id, (created_at at time zone 'UTC')::date, user_id, model_id, agent_id,
+                  sum(cost), sum(input_tokens), sum(output_tokens), count(*)
+           from ins group by 1, 2, 3, 4, 5
+           on conflict (tenant_id, day, user_id, model_id, agent_id) do update
+           set cost = r.cost + excluded.cost, input_tokens = r.input_tokens + excluded.input_tokens,
+               output_tokens = r.output_tokens + excluded.output_tokens, calls = r.calls + excluded.calls, updated_at = now()
+         )
+         insert into usage_day_rollups as r (tenant_id, day, stripe, model_id, agent_id, cost, input_tokens, output_tokens, calls)
+         select tenant_id, (created_at at time zone 'UTC')::date, app.usage_stripe(user_id), model_id, agent_id,
                 sum(cost), sum(input_tokens), sum(output_tokens), count(*)
          from ins group by 1, 2, 3, 4, 5
-         on conflict (tenant_id, day, user_id, model_id, agent_id) do update
+         on conflict (tenant_id, day, model_id, agent_id, stripe) do update
          set cost = r.cost + excluded.cost, input_tokens = r.input_tokens + excluded.input_tokens,
              output_tokens = r.output_tokens + excluded.output_tokens, calls = r.calls + excluded.calls, updated_at = now()`,
         [g.info.id, g.info.users, world.modelIds.slice(0, 2), g.info.agents, USAGE_END, n],
@@ -194,17 +203,28 @@ async function growUsage(bare: BareClient, world: World, g: GrowthTenant, add: n
   g.usage += add;
 }
 
-/** Buckets of the tenant whose sums differ from its usage rows' (0: the rollups are exact). */
+/**
+ * Buckets of the tenant whose sums differ from its usage rows' (0: the rollups are exact), in
+ * usage_rollups (per user, 0021) and usage_day_rollups (per stripe of users, 0025) together.
+ */
 export async function checkRollups(bare: BareClient, tenantId: string): Promise<number> {
   const [row] = await bare.query<{ n: number }>(
-    `select count(*)::int as n
-     from (select (created_at at time zone 'UTC')::date as day, user_id, model_id, agent_id,
-                  sum(cost) as cost, sum(input_tokens) as input_tokens, sum(output_tokens) as output_tokens, count(*) as calls
-           from usage where tenant_id = $1 group by 1, 2, 3, 4) u
-     full join (select * from usage_rollups where tenant_id = $1) r
-       on r.day = u.day and r.user_id = u.user_id and r.model_id = u.model_id and r.agent_id is not distinct from u.agent_id
-     where u.calls is distinct from r.calls or u.cost is distinct from r.cost
-        or u.input_tokens is distinct from r.input_tokens or u.output_tokens is distinct from r.output_tokens`,
+    `select (select count(*)::int
+             from (select (created_at at time zone 'UTC')::date as day, user_id, model_id, agent_id,
+                          sum(cost) as cost, sum(input_tokens) as input_tokens, sum(output_tokens) as output_tokens, count(*) as calls
+                   from usage where tenant_id = $1 group by 1, 2, 3, 4) u
+             full join (select * from usage_rollups where tenant_id = $1) r
+               on r.day = u.day and r.user_id = u.user_id and r.model_id = u.model_id and r.agent_id is not distinct from u.agent_id
+             where u.calls is distinct from r.calls or u.cost is distinct from r.cost
+                or u.input_tokens is distinct from r.input_tokens or u.output_tokens is distinct from r.output_tokens)
+          + (select count(*)::int
+             from (select (created_at at time zone 'UTC')::date as day, app.usage_stripe(user_id) as stripe, model_id, agent_id,
+                          sum(cost) as cost, sum(input_tokens) as input_tokens, sum(output_tokens) as output_tokens, count(*) as calls
+                   from usage where tenant_id = $1 group by 1, 2, 3, 4) u
+             full join (select * from usage_day_rollups where tenant_id = $1) r
+               on r.day = u.day and r.stripe = u.stripe and r.model_id = u.model_id and r.agent_id is not distinct from u.agent_id
+             where u.calls is distinct from r.calls or u.cost is distinct from r.cost
+                or u.input_tokens is distinct from r.input_tokens or u.output_tokens is distinct from r.output_tokens) as n`,
     [tenantId],
   );
   return row?.n ?? -1;

@@ -17,9 +17,9 @@ import type { TableSize } from './sizes.ts';
 export interface GrowthPoint {
   step: GrowthStep;
   /** The growing tenant's rows at this size. */
-  tenant: { conversations: number; messages: number; usage: number; chunks: number; usageRollups: number };
+  tenant: { conversations: number; messages: number; usage: number; chunks: number; usageRollups: number; usageDayRollups: number };
   load: StepSeconds & { hnswSeconds: number; vacuumSeconds: number };
-  /** usage_rollups buckets of the tenant that differ from its usage rows (0: exact). */
+  /** usage_rollups and usage_day_rollups buckets of the tenant that differ from its usage rows (0: exact). */
   rollupMismatches: number;
   measure: SizeMeasure;
   sizes: { tables: TableSize[]; hnswMiB: number };
@@ -103,7 +103,7 @@ export function formatGrowth(report: GrowthReport): string {
     const users = p.measure.listedUsers.map((u) => `${u.conversations} (deep page at ${u.deepAt})`).join(', ');
     out.push(
       `  ${shortNumber(p.step.rows)} / ${shortNumber(p.step.chunks)}: tenant ${t.conversations.toLocaleString('en-US')} conversations, ` +
-        `${t.messages.toLocaleString('en-US')} messages, ${t.usage.toLocaleString('en-US')} usage rows (${t.usageRollups.toLocaleString('en-US')} rollup buckets, ` +
+        `${t.messages.toLocaleString('en-US')} messages, ${t.usage.toLocaleString('en-US')} usage rows (${t.usageRollups.toLocaleString('en-US')} per-user and ${t.usageDayRollups.toLocaleString('en-US')} per-stripe rollup buckets, ` +
         `${p.rollupMismatches} wrong), ${t.chunks.toLocaleString('en-US')} chunks; step load ${fmt(p.load.conversationsMessages)} s conversations+messages, ` +
         `${fmt(p.load.usage)} s usage, ${fmt(p.load.chunks)} s chunks, ${fmt(p.load.hnswSeconds)} s HNSW build, ${fmt(p.load.vacuumSeconds)} s vacuum analyze; ` +
         `listed users' live conversations: ${users}; recall over ${p.measure.recallQueries} queries`,

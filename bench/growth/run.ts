@@ -49,10 +49,10 @@ export async function runGrowth(options: { quick: boolean; seed?: number | undef
       const build = await buildHnsw(backend.bare, definition, { maintenanceWorkMem: s.maintenanceWorkMem, rows: vectors?.n ?? 0, watcher });
       if (!build.matchesMigration) throw new Error('the rebuilt HNSW index differs from the migration’s');
       let t = performance.now();
-      await backend.bare.query(`vacuum (analyze) conversations, messages, usage, usage_rollups, resources, vectors`);
+      await backend.bare.query(`vacuum (analyze) conversations, messages, usage, usage_rollups, usage_day_rollups, resources, vectors`);
       const vacuumSeconds = (performance.now() - t) / 1000;
       const rollupMismatches = await checkRollups(backend.bare, g.info.id);
-      if (rollupMismatches !== 0) throw new Error(`usage_rollups: ${rollupMismatches} buckets of the growing tenant differ from its usage rows`);
+      if (rollupMismatches !== 0) throw new Error(`usage_rollups, usage_day_rollups: ${rollupMismatches} buckets of the growing tenant differ from its usage rows`);
       const sizes = await tableSizes(backend.bare, g.info.id);
       const tenantRows = (table: string) => sizes.tables.find((x) => x.table === table)?.tenantRows ?? 0;
       t = performance.now();
@@ -63,7 +63,7 @@ export async function runGrowth(options: { quick: boolean; seed?: number | undef
         step,
         tenant: {
           conversations: tenantRows('conversations'), messages: tenantRows('messages'), usage: tenantRows('usage'),
-          chunks: tenantRows('vectors'), usageRollups: tenantRows('usage_rollups'),
+          chunks: tenantRows('vectors'), usageRollups: tenantRows('usage_rollups'), usageDayRollups: tenantRows('usage_day_rollups'),
         },
         load: { ...loaded, hnswSeconds: build.seconds, vacuumSeconds },
         rollupMismatches,

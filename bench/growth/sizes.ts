@@ -11,7 +11,7 @@
 import type { BareClient } from '../backend.ts';
 import { HNSW_INDEX } from '../hnsw.ts';
 
-export const SIZED_TABLES = ['conversations', 'messages', 'usage', 'usage_rollups', 'resources', 'vectors'] as const;
+export const SIZED_TABLES = ['conversations', 'messages', 'usage', 'usage_rollups', 'usage_day_rollups', 'resources', 'vectors'] as const;
 
 /** One table's size, MiB, and rows (all tenants; `tenantRows`: the growing tenant's). */
 export interface TableSize {

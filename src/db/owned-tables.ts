@@ -29,11 +29,12 @@ const THROUGH_PARENT: Record<string, { column: string; parent: string }> = {
 
 /**
  * Tables kept by a trigger from the rows of another owned table, by the table they are derived
- * from: usage_rollups from usage (migration 0021). Not exported (the source rows are) nor imported
- * (loading the source rows rebuilds them, exactly) nor deleted by deleteTenant (deleting the source
- * rows takes them away; a user's rows also go by the cascade from users).
+ * from: usage_rollups (migration 0021) and usage_day_rollups (0025) from usage. Not exported (the
+ * source rows are) nor imported (loading the source rows rebuilds them, exactly) nor deleted by
+ * deleteTenant (deleting the source rows takes them away; a user's usage_rollups rows also go by
+ * the cascade from users).
  */
-export const DERIVED_TABLES: Readonly<Record<string, string>> = { usage_rollups: 'usage' };
+export const DERIVED_TABLES: Readonly<Record<string, string>> = { usage_rollups: 'usage', usage_day_rollups: 'usage' };
 
 /** `db` without plugins: these statements name SQL identifiers as they are (snake_case). */
 function raw(db: Kysely<any>): Kysely<any> {

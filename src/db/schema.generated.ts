@@ -298,6 +298,24 @@ export interface Usage {
   userId: string;
 }
 
+export interface UsageDayRollups {
+  agentId: string | null;
+  calls: Int8;
+  cost: Numeric;
+  createdAt: Generated<Timestamp>;
+  day: Timestamp;
+  id: Generated<string>;
+  inputTokens: Int8;
+  modelId: number;
+  outputTokens: Int8;
+  /**
+   * app.usage_stripe(user_id): spreads a day's charges of different users over 8 rows.
+   */
+  stripe: number;
+  tenantId: string;
+  updatedAt: Generated<Timestamp>;
+}
+
 export interface UsageRollups {
   agentId: string | null;
   /**
@@ -422,6 +440,7 @@ export interface DB {
   tenantSpend: TenantSpend;
   tools: Tools;
   usage: Usage;
+  usageDayRollups: UsageDayRollups;
   usageRollups: UsageRollups;
   userAgents: UserAgents;
   users: Users;

@@ -145,8 +145,9 @@ export interface CostSummaryRow {
  * one budgeted user are serialized and each sees the remaining budget the previous one left. For
  * a tenant with a cap it locks the tenant's tenant_spend row too: its charges are serialized.
  * The usage row's trigger adds it to its usage_rollups bucket (tenant, UTC day, user, model,
- * agent), whose row stays locked until the transaction ends: charges of one user in one bucket
- * take turns even without a budget; other users' charges never wait for it.
+ * agent) and its usage_day_rollups bucket (tenant, UTC day, model, agent, stripe of the user),
+ * whose rows stay locked until the transaction ends: charges of one user in one bucket take turns
+ * even without a budget; another user's charge waits only when its user shares the stripe (1 in 8).
  *
  * @example
  * const usage = await withTenant(db, tenantId, (tx) =>
@@ -207,8 +208,9 @@ export async function charge(db: TenantTx, tenantId: string, call: ValidCall, se
 /**
  * Cost, tokens and calls of the current tenant's usage per UTC day, ISO week or month, and
  * optionally per model, user or agent; sums are exact, in SQL. The whole UTC days of the range are
- * summed from usage_rollups (migration 0021: exact buckets per UTC day, user, model and agent, kept
- * by the charge's own statement), the partial days at its ends from usage. At most `maxRows` rows (default
+ * summed from exact buckets kept by the charge's own statement (usage_day_rollups, per UTC day, model,
+ * agent and stripe of users, migration 0025; by user usage_rollups, per UTC day, user, model and
+ * agent, 0021), the partial days at its ends from usage. At most `maxRows` rows (default
  * MAX_COST_SUMMARY_ROWS, 10,000): a range and grouping with more → ValidationError('maxRows')
  * saying how to narrow it (the rows past the limit are never sent). `from` and `to` are Dates of
  * years 1..9999 (ValidationError otherwise, never PostgreSQL's 22008).
@@ -224,9 +226,11 @@ export async function costSummary(db: TenantTx, params: CostSummaryParams): Prom
   assertRole(db, 'costSummary');
   const tenantId = tenantOf(db);
   const { from, to, groupBy, by, maxRows } = validateCostSummary(params);
-  // The whole UTC days of [from, to) come from usage_rollups (migration 0021: one row per tenant,
-  // UTC day, user, model and agent, kept exact by the charge's own statement); the partial days at
-  // either end from usage itself. With c1 = from rounded up to a UTC midnight and c2 = to rounded
+  // The whole UTC days of [from, to) come from the rollups, kept exact by the charge's own
+  // statement: usage_day_rollups (migration 0025: one row per tenant, UTC day, model, agent and
+  // stripe of users, so a month is a bounded number of rows however many users charge) for every
+  // grouping but by user, usage_rollups (0021: one row per tenant, UTC day, user, model and agent)
+  // by user; the partial days at either end from usage itself. With c1 = from rounded up to a UTC midnight and c2 = to rounded
   // down: days [c1, c2) from the buckets, usage rows [from, least(c1, to)) and
   // [greatest(c2, least(c1, to)), to) — all of [from, to) once when it lies within one day.
   const utcFrom = sql`(${from}::timestamptz at time zone 'UTC')`;
@@ -243,7 +247,7 @@ export async function costSummary(db: TenantTx, params: CostSummaryParams): Prom
   const { rows } = await sql<{ period: Date; key?: string | number | null; cost: string; inputTokens: string | number; outputTokens: string | number; calls: string | number }>`
     with p as (
       select r.day::timestamp as utc_day${keyOf('r')}, r.cost, r.input_tokens, r.output_tokens, r.calls
-      from usage_rollups r
+      from ${by === 'user' ? sql`usage_rollups` : sql`usage_day_rollups`} r
       where r.tenant_id = ${tenantId}::uuid and r.day >= ${firstDay} and r.day < ${endDay}
       union all
       select u.created_at at time zone 'UTC'${keyOf('u')}, u.cost, u.input_tokens, u.output_tokens, 1
@@ -322,7 +326,7 @@ function firstRowOf(key: string, call: ValidCall, row: UsageRow): UsageRow {
   return row;
 }
 
-/** The column of usage and of usage_rollups that each `by` of costSummary groups by. */
+/** The column of usage and of the rollups that each `by` of costSummary groups by. */
 const KEY_COLUMNS = { model: 'model_id', user: 'user_id', agent: 'agent_id' } as const;
 
 export interface ValidCall {

@@ -235,6 +235,7 @@ describe('export, delete, import', () => {
     const loaded = await importTenant(t.db, { dir, batchSize: 1 });
     expect(loaded).toMatchObject({ tenantId: a });
     expect(loaded.tables.map((e) => e.table)).not.toContain('usage_rollups'); // derived: rebuilt from usage, not carried
+    expect(loaded.tables.map((e) => e.table)).not.toContain('usage_day_rollups');
     expect(await tenantRows(t.db, a)).toEqual(before);
     expect(await rollupsOf(t.db, a)).toEqual(rollups);
     expect(await tenantRows(t.db, b)).toEqual(other);

@@ -430,7 +430,7 @@ describe('the application roles', () => {
     expect(writes).toEqual([]);
   });
 
-  it('cannot change money or rank: users.budget, role_id, status, api_key_hash, tenants.plan; usage is append-only, usage_rollups not writable', async () => {
+  it('cannot change money or rank: users.budget, role_id, status, api_key_hash, tenants.plan; usage is append-only, the rollups not writable', async () => {
     const problems = await rows<{ role: string; problem: string }>(sql`
       select r as role, 'may update ' || c as problem
       from unnest(${APP_ROLES}::text[]) r
@@ -440,10 +440,12 @@ describe('the application roles', () => {
       select r, 'may ' || lower(p) || ' usage' from unnest(${APP_ROLES}::text[]) r cross join unnest(array['UPDATE', 'DELETE', 'TRUNCATE']) p
       where has_table_privilege(r, 'public.usage', p) or (p = 'UPDATE' and has_any_column_privilege(r, 'public.usage', 'UPDATE'))
       union all
-      -- usage_rollups (0021) is kept by a trigger on usage, as the owner: no app role writes a bucket.
-      select r, 'may ' || lower(p) || ' usage_rollups' from unnest(${APP_ROLES}::text[]) r cross join unnest(array['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) p
-      where has_table_privilege(r, 'public.usage_rollups', p)
-         or (p in ('INSERT', 'UPDATE') and has_any_column_privilege(r, 'public.usage_rollups', p))
+      -- usage_rollups (0021) and usage_day_rollups (0025) are kept by a trigger on usage, as the
+      -- owner: no app role writes a bucket.
+      select r, 'may ' || lower(p) || ' ' || t from unnest(${APP_ROLES}::text[]) r
+        cross join unnest(array['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) p cross join unnest(array['usage_rollups', 'usage_day_rollups']) t
+      where has_table_privilege(r, 'public.' || t, p)
+         or (p in ('INSERT', 'UPDATE') and has_any_column_privilege(r, 'public.' || t, p))
       order by 1, 2`);
     expect(problems).toEqual([]);
   });

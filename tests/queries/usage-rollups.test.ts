@@ -1,5 +1,5 @@
 /**
- * usage_rollups (migration 0021) is exact: after random concurrent charges, reservations, settles,
+ * usage_rollups (migration 0021) and usage_day_rollups (0025) are exact: after random concurrent charges, reservations, settles,
  * releases, rolled-back charges and back-dated rows written by the owner, every bucket equals the
  * sum of its usage rows, and costSummary (which sums the buckets for whole days and reads usage
  * for the partial days at its ends) returns, for every grouping and for aligned and unaligned
@@ -71,7 +71,10 @@ async function world(capped: boolean): Promise<World> {
   return { tenantId, users, agents };
 }
 
-/** Buckets that differ from the sums of their usage rows, in one statement (one snapshot), as the owner. */
+/**
+ * Buckets that differ from the sums of their usage rows, in one statement (one snapshot), as the
+ * owner: usage_rollups (per user, 0021) and usage_day_rollups (per stripe of users, 0025).
+ */
 async function driftedBuckets(executor: Kysely<any>): Promise<unknown[]> {
   const { rows } = await sql`
     with rolled as (
@@ -80,9 +83,24 @@ async function driftedBuckets(executor: Kysely<any>): Promise<unknown[]> {
       select tenant_id, (created_at at time zone 'UTC')::date as day, user_id, model_id, agent_id,
              sum(cost) as cost, sum(input_tokens) as input_tokens, sum(output_tokens) as output_tokens, count(*) as calls
       from usage group by 1, 2, 3, 4, 5
+    ), rolled_by_day as (
+      select tenant_id, day, stripe, model_id, agent_id, cost, input_tokens, output_tokens, calls from usage_day_rollups
+    ), scanned_by_day as (
+      -- The stripe as the migration documents it: the last byte of the user's id modulo 8.
+      select tenant_id, (created_at at time zone 'UTC')::date as day, get_byte(uuid_send(user_id), 15) % 8 as stripe, model_id, agent_id,
+             sum(cost) as cost, sum(input_tokens) as input_tokens, sum(output_tokens) as output_tokens, count(*) as calls
+      from usage group by 1, 2, 3, 4, 5
     )
-    select * from rolled r full join scanned s
+    select 'usage_rollups' as "table", r.*, s.* from rolled r full join scanned s
       on s.tenant_id = r.tenant_id and s.day = r.day and s.user_id = r.user_id and s.model_id = r.model_id
+         and s.agent_id is not distinct from r.agent_id
+    where r.cost is distinct from s.cost or r.input_tokens is distinct from s.input_tokens
+       or r.output_tokens is distinct from s.output_tokens or r.calls is distinct from s.calls
+    union all
+    select 'usage_day_rollups', r.tenant_id, r.day, null, r.model_id, r.agent_id, r.cost, r.input_tokens, r.output_tokens, r.calls,
+           s.tenant_id, s.day, null, s.model_id, s.agent_id, s.cost, s.input_tokens, s.output_tokens, s.calls
+    from rolled_by_day r full join scanned_by_day s
+      on s.tenant_id = r.tenant_id and s.day = r.day and s.stripe = r.stripe and s.model_id = r.model_id
          and s.agent_id is not distinct from r.agent_id
     where r.cost is distinct from s.cost or r.input_tokens is distinct from s.input_tokens
        or r.output_tokens is distinct from s.output_tokens or r.calls is distinct from s.calls`.execute(executor.withoutPlugins());
@@ -300,6 +318,10 @@ describe('usage_rollups', () => {
             values (${w.tenantId}::uuid, current_date, ${w.users[0]!}::uuid, ${models[0]!}, 1, 1, 1, 1)`,
         sql`update usage_rollups set cost = 0`,
         sql`delete from usage_rollups`,
+        sql`insert into usage_day_rollups (tenant_id, day, stripe, model_id, cost, input_tokens, output_tokens, calls)
+            values (${w.tenantId}::uuid, current_date, 0, ${models[0]!}, 1, 1, 1, 1)`,
+        sql`update usage_day_rollups set cost = 0`,
+        sql`delete from usage_day_rollups`,
       ]) {
         let outcome = 'not run';
         await withTenant(db, w.tenantId, async (tx) => {
