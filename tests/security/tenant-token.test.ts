@@ -204,6 +204,33 @@ describe.skipIf(onCitus)('a tenant transaction writes nothing to enter its tenan
     }
   });
 
+  it.runIf(onServer)("a connection's key and counter go once it has ended and another connection registers", async () => {
+    const pidOf = async (handle: Kysely<DB>) =>
+      withTenant(handle, w.a.tenantId, async (tx) => (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(tx)).rows[0]!.pid);
+    const left = async (pid: number) =>
+      (await sql<{ sequence: string | null; rows: number }>`
+        select to_regclass(${`app_tenant_counters.backend_${pid}`})::text as sequence,
+               (select count(*)::int from app.tenant_contexts where pid = ${pid}) as rows`.execute(t.db)).rows[0];
+    const first = login!.open(1);
+    const gone = await pidOf(first);
+    expect(await left(gone)).toEqual({ sequence: `app_tenant_counters.backend_${gone}`, rows: 1 });
+    await first.destroy();
+    // The backend ends shortly after its client closes the connection.
+    for (let i = 0; i < 200; i++) {
+      const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity where pid = ${gone}`.execute(t.db);
+      if (rows[0]!.n === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    const second = login!.open(1);
+    try {
+      const now = await pidOf(second);
+      // (A new backend may get the ended one's pid: then what is left is its own, new registration.)
+      expect(await left(gone)).toEqual(now === gone ? { sequence: `app_tenant_counters.backend_${gone}`, rows: 1 } : { sequence: null, rows: 0 });
+    } finally {
+      await second.destroy();
+    }
+  });
+
   it.runIf(onServer)('with a snapshot held open by another session, 300 tenant transactions leave app.tenant_contexts as it was', async () => {
     const size = async () => {
       const { rows } = await sql<{ bytes: string }>`select pg_relation_size('app.tenant_contexts')::text as bytes`.execute(t.db);
