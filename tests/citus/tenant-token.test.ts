@@ -6,13 +6,14 @@
  * (noinherit in role app_user, the union of the services' rights) over a pool of one connection,
  * never as a superuser. Runs only on a Citus coordinator (TEST_DATABASE_URL; README "Citus").
  */
-import { sql, type Kysely, type RawBuilder } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DB } from '../../src/db/schema.generated.ts';
 import { withTenant } from '../../src/db/tenant.ts';
 import { appendMessage } from '../../src/queries/messages.ts';
 import { createConversation } from '../../src/queries/conversations.ts';
 import { insertChatWorld, type ChatWorld } from '../support/conversation-fixtures.ts';
+import { attempt } from '../support/attempt.ts';
 import { createLoginRole, type LoginRole } from '../support/login-role.ts';
 import { onCitus, openTestDb, type TestDb } from '../support/test-db.ts';
 
@@ -40,19 +41,6 @@ afterAll(async () => {
   await login?.drop();
   await t?.close();
 });
-
-/** Runs `statement` in a savepoint: its rows, or `SQLSTATE: message` when it fails (the transaction goes on). */
-async function attempt<R>(tx: Kysely<DB>, statement: RawBuilder<R>): Promise<R[] | string> {
-  await sql`savepoint attempt`.execute(tx);
-  try {
-    const { rows } = await statement.execute(tx);
-    await sql`release savepoint attempt`.execute(tx);
-    return rows;
-  } catch (error) {
-    await sql`rollback to savepoint attempt`.execute(tx);
-    return `${(error as { code?: string }).code}: ${(error as Error).message}`;
-  }
-}
 
 /** Tenant B's rows as counted on the workers (distributed tables) and the tenant the nodes believe in. */
 async function seenWithToken(tx: Kysely<DB>, token: string) {

@@ -16,6 +16,7 @@ import { withTenant } from '../../src/db/tenant.ts';
 import { appendMessage } from '../../src/queries/messages.ts';
 import { createConversation } from '../../src/queries/conversations.ts';
 import { insertChatWorld, type ChatWorld } from '../support/conversation-fixtures.ts';
+import { attempt } from '../support/attempt.ts';
 import { createLoginRole, type LoginRole } from '../support/login-role.ts';
 import { onCitus, onServer, openTestDb, type TestDb } from '../support/test-db.ts';
 
@@ -141,13 +142,8 @@ describe.skipIf(onCitus)('the tenant token', () => {
         `select setval(c.counter_seq, 0) from app.tenant_contexts c`,
         `select nextval((select format('app_tenant_counters.%I', 'backend_' || pg_backend_pid())))`,
       ]) {
-        await sql`savepoint attempt`.execute(tx);
-        const outcome = await sql.raw(statement).execute(tx).then(
-          () => 'ran',
-          (error: { code?: string }) => error.code ?? 'error',
-        );
-        await sql`rollback to savepoint attempt`.execute(tx);
-        outcomes.push(outcome);
+        const outcome = await attempt(tx, statement);
+        outcomes.push(typeof outcome === 'string' ? outcome.split(':')[0]! : 'ran');
       }
       return outcomes;
     });
@@ -187,16 +183,10 @@ describe.skipIf(onCitus)('a tenant transaction writes nothing to enter its tenan
       expect(rolledBack).toBe('rolled back on purpose');
       const [tenant, counter, signature] = seen.at(-1)!;
       expect(tenant).toBe(w.b.tenantId);
-      const outcome = await withTenant(one, w.a.tenantId, async (tx) => {
-        await sql`savepoint attempt`.execute(tx);
-        return sql`select app.enter_tenant_context(${tenant}::uuid, ${counter}::bigint, ${signature})`.execute(tx).then(
-          () => 'entered B',
-          async (error: Error) => {
-            await sql`rollback to savepoint attempt`.execute(tx);
-            return error.message;
-          },
-        );
-      });
+      const attempted = await withTenant(one, w.a.tenantId, (tx) =>
+        attempt(tx, sql`select app.enter_tenant_context(${tenant}::uuid, ${counter}::bigint, ${signature})`),
+      );
+      const outcome = typeof attempted === 'string' ? attempted.slice(attempted.indexOf(': ') + 2) : 'entered B';
       expect(outcome).toMatch(/^tenant context refused: counter \d+ was used already/);
     } finally {
       pg.Client.prototype.query = query;

@@ -7,7 +7,7 @@
  * backend; never as a superuser. PGlite has no login roles (its one session is a superuser): the
  * attacks that do not need one run there too.
  */
-import { CompiledQuery, sql, type Kysely, type RawBuilder } from 'kysely';
+import { CompiledQuery, sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DB } from '../../src/db/schema.generated.ts';
@@ -19,6 +19,7 @@ import { appendMessage, listMessages } from '../../src/queries/messages.ts';
 import { createConversation } from '../../src/queries/conversations.ts';
 import { listModels } from '../../src/queries/models.ts';
 import { insertChatWorld, type ChatWorld } from '../support/conversation-fixtures.ts';
+import { attempt } from '../support/attempt.ts';
 import { createLoginRole, type LoginRole } from '../support/login-role.ts';
 import { onServer, openTestDb, type TestDb } from '../support/test-db.ts';
 
@@ -50,19 +51,6 @@ afterAll(async () => {
   await login?.drop();
   await t?.close();
 });
-
-/** Runs `statement` in a savepoint: its rows, or `SQLSTATE: message` when it fails (the transaction goes on). */
-async function attempt<R>(tx: Kysely<DB>, statement: string | RawBuilder<R>): Promise<R[] | string> {
-  await sql`savepoint attempt`.execute(tx);
-  try {
-    const { rows } = await (typeof statement === 'string' ? sql.raw<R>(statement) : statement).execute(tx);
-    await sql`release savepoint attempt`.execute(tx);
-    return rows;
-  } catch (error) {
-    await sql`rollback to savepoint attempt`.execute(tx);
-    return `${(error as { code?: string }).code}: ${(error as Error).message}`;
-  }
-}
 
 /** How many of tenant B's rows a transaction of tenant A sees after `attack` ran in it ('denied': the role may not read that table). */
 async function bRowsSeenFromA(attack: string): Promise<Record<string, number | string>> {
